@@ -1,0 +1,146 @@
+"""The Ray Tune callback that makes the driver MLflow's one writer (see ``search/tracking.py``).
+
+Tune calls these hooks in the driver, in order, for every trial of every worker: start,
+each epoch's result, each checkpoint, completion or error. Each hook turns into a few MLflow
+calls on the trial's child run. The callback is pickled with the Tuner (``tuner.pkl``) and
+comes back on resume, so it holds only plain data: which store, experiment and parent run to
+write to are read in ``setup`` from ``runs/<experiment>/search.json`` (the driver writes it
+before the Tuner starts), and child runs are looked up again by Ray trial id rather than
+remembered, which is what keeps a resumed trial on its own run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from search.spec import Spec
+from search.summary import outcome
+from search.tracking import EPOCH_METRICS, ONCE_METRICS, Store, Tracker, run_name
+from search.trial import CHECKPOINT, CONFIG, VIEWS, trial_config
+from trainers.config import flatten
+
+PREFIX = "[viewsearch]"
+
+
+class MlflowTrials(Callback):
+    def __init__(self, spec: Spec, state_file: Path):
+        self.spec = spec
+        self.state_file = Path(state_file)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.tracker: Tracker | None = None
+        self.experiment_id = self.parent_run_id = None
+        self._runs: dict[str, dict] = {}  # trial id -> {run_id, last_step, logged, checkpoint}
+
+    def __getstate__(self) -> dict:
+        return {"spec": self.spec, "state_file": self.state_file}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset()
+
+    def setup(self, **info) -> None:
+        state = json.loads(self.state_file.read_text())
+        self.tracker = Tracker(Store(state["tracking_uri"], state.get("artifact_location")))
+        self.experiment_id, self.parent_run_id = state["experiment_id"], state["parent_run_id"]
+
+    def get_state(self) -> dict | None:
+        return None  # nothing worth saving: runs are found again by trial id
+
+    # ------------------------------------------------------------------ helpers
+
+    def _run(self, trial: Any) -> dict:
+        """The trial's child run, opened (or found again) on first use."""
+        if trial.trial_id not in self._runs:
+            cfg = trial_config(self.spec.train_raw, trial.config, self.spec.resources.cpu)
+            run_id, last_step, logged = self.tracker.open_child(
+                self.experiment_id,
+                self.parent_run_id,
+                trial.trial_id,
+                name=run_name(trial.config) or trial.trial_id,
+                params=flatten(cfg),
+                tags={"ray.trial_name": str(trial), "viewsearch.searched": ",".join(trial.config)},
+            )
+            self._runs[trial.trial_id] = {"run_id": run_id, "last_step": last_step, "logged": logged,
+                                          "checkpoint": None}
+        return self._runs[trial.trial_id]
+
+    def _log_result(self, state: dict, result: dict) -> None:
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        if step <= state["last_step"]:
+            return  # logged before a crash of the driver; the trial resumed from an earlier checkpoint
+        metrics = {k: result[k] for k in EPOCH_METRICS if k in result}
+        if "linear_acc" in result:
+            metrics["linear_acc"] = result["linear_acc"]
+        for key in ONCE_METRICS:
+            if key in result and key not in state["logged"]:
+                metrics[key] = result[key]
+                state["logged"].add(key)
+        self.tracker.log_metrics(state["run_id"], metrics, step)
+        state["last_step"] = step
+        if result.get("start_epoch"):
+            self.tracker.set_tags(state["run_id"], {"viewsearch.resumed_from_epoch": int(result["start_epoch"])})
+
+    def _log_files(self, trial: Any, state: dict) -> None:
+        folder = state["checkpoint"] or (trial.checkpoint.path if trial.checkpoint else None)
+        if folder is None:
+            return
+        folder = Path(folder)
+        self.tracker.log_artifacts(
+            state["run_id"], [("", folder / CONFIG), ("", folder / VIEWS), ("checkpoint", folder / CHECKPOINT)]
+        )
+
+    # ------------------------------------------------------------------ Tune hooks
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        state = self._run(trial)
+        print(f"{PREFIX} trial {trial.trial_id} started: {run_name(trial.config) or 'defaults'} "
+              f"(mlflow run {state['run_id']})", flush=True)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
+        state = self._run(trial)
+        self._log_result(state, result)
+        knn = result.get("knn_acc", float("nan"))
+        print(f"{PREFIX} trial {trial.trial_id} epoch {int(result.get('epoch', 0))}/"
+              f"{trial_config(self.spec.train_raw, trial.config).trainer.epochs}: "
+              f"loss {result.get('train_loss', float('nan')):.4f} knn_acc {knn:.4f}"
+              + (" DIVERGED" if result.get("diverged") else ""), flush=True)
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info) -> None:
+        self._run(trial)["checkpoint"] = checkpoint.path
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        state = self._run(trial)
+        last = trial.last_result or {}
+        self._log_files(trial, state)
+        self.tracker.set_tags(state["run_id"], {"ray.status": outcome(last)})
+        self.tracker.end(state["run_id"], "FINISHED")
+        print(f"{PREFIX} trial {trial.trial_id} finished ({outcome(last)}): "
+              f"linear_acc {last.get('linear_acc', float('nan')):.4f} mi_nats {last.get('mi_nats', float('nan')):.3f}",
+              flush=True)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        state = self._run(trial)
+        self.tracker.set_tags(state["run_id"], {"ray.retries": trial.run_metadata.num_failures})
+        print(f"{PREFIX} trial {trial.trial_id} crashed; retrying from its last checkpoint", flush=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        state = self._run(trial)
+        self._log_files(trial, state)
+        self.tracker.set_tags(state["run_id"], {"ray.status": "error", "ray.error": _error_text(trial)})
+        self.tracker.end(state["run_id"], "FAILED")
+        print(f"{PREFIX} trial {trial.trial_id} FAILED: {_error_text(trial)[:300]}", flush=True)
+
+
+def _error_text(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    try:
+        return Path(path).read_text()[-4000:] if path else "unknown error"
+    except OSError:
+        return str(path)
+

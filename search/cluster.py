@@ -1,0 +1,111 @@
+"""Ray: start a private local instance, or join an existing cluster; and how to reach its dashboard.
+
+Local mode uses ``address="local"`` so a search never silently joins some other Ray instance
+that happens to run on the machine; the dashboard binds to 127.0.0.1 only. Ray 2.60 turns token
+authentication on for clusters that ``ray.init`` starts and writes the token to
+``~/.ray/auth_token``; we leave that on, and print how to use the token.
+
+Cluster mode (``--address`` or ``RAY_ADDRESS``) joins a cluster started with ``ray start``.
+Ray enables token auth when joining an explicit address only if ``RAY_AUTH_MODE=token`` is
+set; if it is unset and a token is available on this machine we set it, because a cluster
+started with a token (``ray start`` enables auth whenever a token exists) refuses drivers
+without one. Workers import this project from the driver's source tree (``PYTHONPATH``), so
+every node must see the same files (one machine or a shared filesystem) -- as it must for the
+``runs/`` storage path anyway.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TOKEN_PATH = Path.home() / ".ray" / "auth_token"
+
+
+@dataclass(frozen=True)
+class RayInfo:
+    address: str  # the GCS address the driver is connected to
+    started_local: bool  # True: this driver started (and will stop) its own Ray
+    dashboard_url: str | None
+    token_auth: bool
+
+
+def token_path() -> Path:
+    return Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or DEFAULT_TOKEN_PATH)
+
+
+def token_available() -> bool:
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or token_path().is_file()
+
+
+def read_token() -> str | None:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return os.environ["RAY_AUTH_TOKEN"]
+    path = token_path()
+    return path.read_text().strip() if path.is_file() else None
+
+
+def target_address(cli_address: str | None) -> str | None:
+    """``--address`` wins over ``RAY_ADDRESS``; None means "start a local Ray"."""
+    return cli_address or os.environ.get("RAY_ADDRESS") or None
+
+
+def connect(address: str | None, num_cpus: int | None = None, quiet: bool = False) -> RayInfo:
+    import ray
+
+    runtime_env = {"env_vars": {"PYTHONPATH": _pythonpath()}}
+    if address:
+        if "RAY_AUTH_MODE" not in os.environ and token_available():
+            os.environ["RAY_AUTH_MODE"] = "token"
+        ctx = ray.init(address=address, runtime_env=runtime_env, log_to_driver=not quiet)
+        started = False
+    else:
+        ctx = ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            runtime_env=runtime_env,
+            log_to_driver=not quiet,
+        )
+        started = True
+    url = ctx.dashboard_url
+    if url and not url.startswith("http"):
+        url = "http://" + url
+    return RayInfo(
+        address=ctx.address_info.get("gcs_address") or address or "",
+        started_local=started,
+        dashboard_url=url,
+        token_auth=os.environ.get("RAY_AUTH_MODE", "").lower() == "token",
+    )
+
+
+def _pythonpath() -> str:
+    parts = [str(PROJECT_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys(parts))
+
+
+def dashboard_help(info: RayInfo) -> str:
+    """The start-up message: where the dashboard is and how to get past its token check."""
+    if not info.dashboard_url:
+        return "Ray dashboard: not available on this cluster"
+    lines = [f"Ray dashboard: {info.dashboard_url}"]
+    if info.token_auth:
+        lines += [
+            f"  token authentication is on; the token is in {token_path()} (print it: `ray get-auth-token`).",
+            "  Browser: paste the token when the dashboard asks for it.",
+            f"  API/curl: curl -H \"Authorization: Bearer $(cat {token_path()})\" {info.dashboard_url}/api/version",
+        ]
+    else:
+        lines.append("  token authentication is OFF on this cluster (anyone who can reach it can run code)")
+    return "\n".join(lines)
+
+
+def disconnect(info: RayInfo | None) -> None:
+    """Leave the cluster; a local Ray started here is stopped with the driver."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()

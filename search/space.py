@@ -1,0 +1,75 @@
+"""Spec -> Ray Tune: the search space, the search algorithm and the trial scheduler.
+
+The param space holds only the searched knobs, keyed by their dotted names
+(``{"views.strength": tune.uniform(0, 1)}``): a trial's ``config`` is then exactly "the point
+this trial is", which is what the end-of-search table, the run names and the searcher's own
+state need. The constants travel separately (``tune.with_parameters``) and ``Spec.trial_config``
+merges the two and validates the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm
+from ray.tune.search.optuna import OptunaSearch
+
+from search.spec import Spec
+
+
+def tune_domain(dom: dict) -> Any:
+    """One spec domain -> the Tune domain that samples exactly the same set.
+
+    ``{int: [a, b]}`` is inclusive of ``b`` (as a user reads it) while ``tune.randint`` excludes
+    its upper bound, hence ``b + 1``; Ray's Optuna bridge maps that back to ``suggest_int(a, b)``.
+    """
+    kind, args = next(iter(dom.items()))
+    if kind == "uniform":
+        return tune.uniform(float(args[0]), float(args[1]))
+    if kind == "loguniform":
+        return tune.loguniform(float(args[0]), float(args[1]))
+    if kind == "int":
+        return tune.randint(int(args[0]), int(args[1]) + 1)
+    if kind == "choice":
+        return tune.choice(list(args))
+    if kind == "grid":
+        return tune.grid_search(list(args))
+    raise ValueError(f"unknown domain kind {kind!r}")
+
+
+def param_space(spec: Spec) -> dict[str, Any]:
+    """Dotted key -> Tune domain, for every searched knob (grid for algorithm grid)."""
+    space = {}
+    for key, dom in spec.domains.items():
+        kind, args = next(iter(dom.items()))
+        if spec.search.algorithm == "grid" and kind == "choice":
+            dom = {"grid": args}
+        space[key] = tune_domain(dom)
+    return space
+
+
+def search_algorithm(spec: Spec) -> SearchAlgorithm:
+    """Optuna TPE (seeded, at most ``max_concurrent`` open) or Tune's own generator.
+
+    A spec without domains has nothing for TPE to model, so it gets the plain generator, which
+    repeats the single point ``num_samples`` times (useful for seed studies).
+    """
+    s = spec.search
+    if s.algorithm == "optuna" and spec.domains:
+        return ConcurrencyLimiter(OptunaSearch(seed=s.seed), max_concurrent=s.max_concurrent)
+    return BasicVariantGenerator(max_concurrent=s.max_concurrent, random_state=s.seed)
+
+
+def scheduler(spec: Spec) -> TrialScheduler:
+    """ASHA on the per-epoch metric (rungs in epochs, ``max_t`` = the longest training), or FIFO."""
+    s = spec.search
+    if s.scheduler == "asha":
+        return ASHAScheduler(
+            time_attr="epoch",
+            max_t=spec.max_epochs(),
+            grace_period=s.grace_period,
+            reduction_factor=s.reduction_factor,
+        )
+    return FIFOScheduler()

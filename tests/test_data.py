@@ -1,0 +1,121 @@
+"""Dataset readers on small files written here in each dataset's own format."""
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from trainers import data as data_mod
+from trainers.config import DatasetConfig
+from trainers.data import DatasetMissing, load_data
+
+
+def write_idx(path: Path, arr: np.ndarray) -> None:
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+def make_fmnist(root: Path, n_train=30, n_test=10) -> tuple[np.ndarray, np.ndarray]:
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8)
+    y = rng.integers(0, 10, n_train, dtype=np.uint8)
+    write_idx(raw / "train-images-idx3-ubyte.gz", x)
+    write_idx(raw / "train-labels-idx1-ubyte.gz", y)
+    write_idx(raw / "t10k-images-idx3-ubyte.gz", x[:n_test])
+    write_idx(raw / "t10k-labels-idx1-ubyte.gz", y[:n_test])
+    return x, y
+
+
+def test_fashion_mnist_from_root_in_torchvision_layout(tmp_path):
+    x, y = make_fmnist(tmp_path)
+    d = load_data(DatasetConfig(name="fashion_mnist", root=str(tmp_path), subset=20))
+    assert d.train_x.dtype == torch.uint8 and d.train_x.shape == (20, 1, 28, 28)
+    assert np.array_equal(d.train_x[:, 0].numpy(), x[:20]) and np.array_equal(d.train_y.numpy(), y[:20])
+    assert d.test_x.shape == (10, 1, 28, 28) and d.channels == 1
+
+
+def test_missing_fashion_mnist_names_every_place(tmp_path, monkeypatch):
+    monkeypatch.setattr(data_mod, "SYSTEM_FASHION_MNIST", tmp_path / "nowhere")
+    with pytest.raises(DatasetMissing) as err:
+        load_data(DatasetConfig(name="fashion_mnist", root=str(tmp_path / "r")))
+    msg = str(err.value)
+    assert str(tmp_path / "r" / "FashionMNIST" / "raw") in msg and str(tmp_path / "nowhere") in msg
+    assert "dataset-fashion-mnist" in msg and "download" in msg
+
+
+def test_cifar10_and_100_pickles(tmp_path):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    batches = []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        arr = rng.integers(0, 256, (4, 3072), dtype=np.uint8)
+        labels = rng.integers(0, 10, 4).tolist()
+        batches.append((arr, labels))
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"data": arr, b"labels": labels}, f)
+    d = load_data(DatasetConfig(name="cifar10", root=str(tmp_path)))
+    assert d.train_x.shape == (20, 3, 32, 32) and d.test_x.shape == (4, 3, 32, 32)
+    assert np.array_equal(d.train_x[4].numpy(), batches[1][0][0].reshape(3, 32, 32))
+    assert d.test_y.tolist() == batches[5][1]
+
+    f100 = tmp_path / "cifar-100-python"
+    f100.mkdir()
+    for name, n in (("train", 6), ("test", 3)):
+        with open(f100 / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"fine_labels": list(range(n))}, f)
+    d = load_data(DatasetConfig(name="cifar100", root=str(tmp_path)))
+    assert d.train_x.shape == (6, 3, 32, 32) and d.test_y.tolist() == [0, 1, 2]
+
+
+def test_cifar_missing_without_download(tmp_path):
+    with pytest.raises(DatasetMissing, match="download"):
+        load_data(DatasetConfig(name="cifar10", root=str(tmp_path)))
+
+
+def test_stl10_binary_is_transposed_and_zero_based(tmp_path):
+    folder = tmp_path / "stl10_binary"
+    folder.mkdir()
+    img = np.zeros((2, 3, 96, 96), dtype=np.uint8)
+    img[0, 0, 5, 7] = 200  # channel 0, row 5, column 7
+    img.transpose(0, 1, 3, 2).tofile(folder / "train_X.bin")  # the file stores columns first
+    np.array([1, 10], dtype=np.uint8).tofile(folder / "train_y.bin")
+    img.transpose(0, 1, 3, 2).tofile(folder / "test_X.bin")
+    np.array([2, 3], dtype=np.uint8).tofile(folder / "test_y.bin")
+    d = load_data(DatasetConfig(name="stl10", root=str(tmp_path), image_size=32))
+    assert d.train_x.shape == (2, 3, 32, 32) and d.train_y.tolist() == [0, 9]
+    full = data_mod.read_stl10(folder, "train")[0]
+    assert full[0, 0, 5, 7] == 200
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for cls, colour in (("cat", (255, 0, 0)), ("dog", (0, 0, 255))):
+            (tmp_path / split / cls).mkdir(parents=True)
+            Image.new("RGB", (40, 30), colour).save(tmp_path / split / cls / "a.png")
+    d = load_data(DatasetConfig(name="image_folder", root=str(tmp_path), image_size=16))
+    assert d.train_x.shape == (2, 3, 16, 16) and d.train_y.tolist() == [0, 1]
+    assert int(d.train_x[0, 0].float().mean()) == 255 and int(d.train_x[1, 2].float().mean()) == 255
+
+
+def test_synthetic_is_seeded_and_sized():
+    cfg = DatasetConfig(name="synthetic", subset=64, test_subset=32, channels=3, image_size=16)
+    a, b = load_data(cfg), load_data(cfg)
+    assert torch.equal(a.train_x, b.train_x) and a.train_x.shape == (64, 3, 16, 16)
+    assert a.num_classes == 10 and a.test_x.shape[0] == 32
+
+
+def test_real_fashion_mnist_when_installed():
+    if not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").is_file():
+        pytest.skip("Debian package dataset-fashion-mnist not installed")
+    d = load_data(DatasetConfig(name="fashion_mnist", root="/nonexistent"))
+    assert d.train_x.shape == (60000, 1, 28, 28) and d.test_x.shape == (10000, 1, 28, 28)
+    assert sorted(d.train_y.unique().tolist()) == list(range(10))

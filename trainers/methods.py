@@ -1,0 +1,121 @@
+"""Contrastive methods: each decides which similarities are the candidates, nothing more.
+
+- SimCLR: the other 2B-2 views in the batch.
+- MoCo: a queue of K keys from a momentum (EMA) copy of the encoder.
+- IR (instance discrimination): a memory bank with one slowly updated entry per training image;
+  ``num_negatives`` negatives are drawn uniformly with replacement from the ring's band.
+
+All losses go through ``objectives.conditional_nce``; the ring bounds arrive per step from the
+trainer's schedule, so a method never knows whether it is annealed.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from trainers.config import MethodConfig
+from trainers.models import Encoder
+from trainers.objectives import conditional_nce, nt_xent, ring_mask, ring_sample
+
+
+class Method(nn.Module):
+    views_per_step = 2
+
+    def __init__(self, encoder: Encoder, cfg: MethodConfig, n_train: int):
+        super().__init__()
+        self.encoder = encoder
+        self.cfg = cfg
+
+    def loss(self, v1: Tensor, v2: Tensor | None, idx: Tensor, lower: float, upper: float) -> Tensor:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Updates that follow the optimiser step (EMA encoders)."""
+
+
+class SimCLR(Method):
+    def loss(self, v1, v2, idx, lower, upper):
+        return nt_xent(self.encoder(v1), self.encoder(v2), self.cfg.temperature, lower, upper)
+
+
+def _random_unit(n: int, d: int) -> Tensor:
+    return F.normalize(torch.randn(n, d), dim=1)
+
+
+class MoCo(Method):
+    """MoCo v2 style, one direction (query from view 1, key from view 2).
+
+    BatchNorm statistics are not shuffled across devices (there is one device); with the small
+    encoders used here that leak was not seen to matter, but it is a known difference.
+    """
+
+    def __init__(self, encoder, cfg, n_train):
+        super().__init__(encoder, cfg, n_train)
+        self.key_encoder = copy.deepcopy(encoder).requires_grad_(False)
+        dim = encoder.head.net[-1].out_features
+        self.register_buffer("queue", _random_unit(cfg.queue_size, dim))
+        self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
+
+    def loss(self, v1, v2, idx, lower, upper):
+        q = self.encoder(v1)
+        with torch.no_grad():
+            k = self.key_encoder(v2)
+        pos = (q * k).sum(dim=1)
+        neg = q @ self.queue.T
+        loss = conditional_nce(pos, neg, ring_mask(neg.detach(), lower, upper), self.cfg.temperature)
+        self.enqueue(k)
+        return loss
+
+    @torch.no_grad()
+    def enqueue(self, keys: Tensor) -> None:
+        """Write keys at ``ptr`` with wrap-around; ``ptr`` is a tensor so no host sync is needed."""
+        slots = (self.ptr + torch.arange(keys.shape[0], device=keys.device)) % self.queue.shape[0]
+        self.queue[slots] = keys.to(self.queue.dtype)
+        self.ptr.copy_((self.ptr + keys.shape[0]) % self.queue.shape[0])
+
+    @torch.no_grad()
+    def after_step(self):
+        m = self.cfg.momentum
+        for p_k, p_q in zip(self.key_encoder.parameters(), self.encoder.parameters()):
+            p_k.mul_(m).add_(p_q.detach(), alpha=1 - m)
+        for b_k, b_q in zip(self.key_encoder.buffers(), self.encoder.buffers()):
+            b_k.copy_(b_q)
+
+
+class InstanceDiscrimination(Method):
+    """Wu et al. 2018's IR: the positive is the anchor's own (old) bank entry."""
+
+    views_per_step = 1
+
+    def __init__(self, encoder, cfg, n_train):
+        super().__init__(encoder, cfg, n_train)
+        dim = encoder.head.net[-1].out_features
+        self.register_buffer("bank", _random_unit(n_train, dim))
+
+    def loss(self, v1, v2, idx, lower, upper):
+        z = self.encoder(v1)
+        pos = (z * self.bank[idx]).sum(dim=1)
+        with torch.no_grad():
+            neg_idx = ring_sample(z.detach() @ self.bank.T, lower, upper, self.cfg.num_negatives, exclude=idx)
+        neg = torch.einsum("bd,bkd->bk", z, self.bank[neg_idx])
+        loss = conditional_nce(pos, neg, torch.ones_like(neg, dtype=torch.bool), self.cfg.temperature)
+        self.update_bank(idx, z.detach())
+        return loss
+
+    @torch.no_grad()
+    def update_bank(self, idx: Tensor, z: Tensor) -> None:
+        m = self.cfg.bank_momentum
+        self.bank[idx] = F.normalize(m * self.bank[idx] + (1 - m) * z.to(self.bank.dtype), dim=1)
+
+
+METHODS = {"simclr": SimCLR, "moco": MoCo, "ir": InstanceDiscrimination}
+
+
+def build_method(encoder: Encoder, cfg: MethodConfig, n_train: int) -> Method:
+    return METHODS[cfg.name](encoder, cfg, n_train)

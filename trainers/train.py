@@ -1,0 +1,243 @@
+"""One contrastive training, driven epoch by epoch.
+
+``Trainer`` knows nothing about being searched: whoever drives it (the CLI below, a Ray Tune
+trial, a benchmark) calls ``train_epoch`` / ``evaluate`` or ``fit(on_epoch=...)`` and decides
+what to do with the metrics. State is saved at epoch boundaries so a driver can resume.
+
+The step keeps everything on the device: the dataset is a uint8 tensor there, a batch is an
+index gather, views are made for the whole batch at once, and the loss is accumulated as a
+tensor, so the only host synchronisation is once per epoch.
+
+    python -m trainers.train spaces/augment_strength.yaml --set trainer.epochs=1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from trainers.config import SpecError, TrainConfig, load_train_config
+from trainers.data import DataBundle, DatasetMissing, load_data
+from trainers.evaluate import extract_features, knn_accuracy, linear_probe
+from trainers.methods import build_method
+from trainers.models import build_encoder
+from trainers.objectives import make_schedule
+from trainers.views import ViewPipeline
+
+
+class DeviceUnavailable(Exception):
+    """``trainer.device: cuda`` on a machine without CUDA: an error, not a silent CPU run."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise DeviceUnavailable("trainer.device: 'cuda' was asked for but torch sees no CUDA device; use 'auto' or 'cpu'")
+    return torch.device(name)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data: DataBundle | None = None):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.trainer.device)
+        if cfg.trainer.threads and self.device.type == "cpu":
+            torch.set_num_threads(cfg.trainer.threads)
+        torch.manual_seed(cfg.trainer.seed)
+        self.data = (data if data is not None else load_data(cfg.dataset)).to(self.device)
+        n = self.data.train_x.shape[0]
+        if n < cfg.trainer.batch_size:
+            raise SpecError("trainer.batch_size", f"{cfg.trainer.batch_size} exceeds the {n} training images")
+        self.views = ViewPipeline(cfg.views, self.data.channels)
+        self.encoder = build_encoder(cfg.model, self.data.channels, self.device)
+        self.method = build_method(self.encoder, cfg.method, n).to(self.device)
+        self.model = torch.compile(self.encoder) if cfg.trainer.compile else self.encoder
+        self.optimizer = self._optimizer()
+        self.steps_per_epoch = n // cfg.trainer.batch_size
+        if cfg.trainer.max_steps:
+            self.steps_per_epoch = min(self.steps_per_epoch, cfg.trainer.max_steps)
+        neg = cfg.negatives
+        anneal_epochs = neg.anneal_epochs or cfg.trainer.epochs
+        self.schedule = make_schedule(
+            neg.lower, neg.upper, neg.anneal, neg.anneal_start, anneal_epochs * self.steps_per_epoch
+        )
+        self.epoch = 0
+        self.global_step = 0
+        self.history: list[dict] = []
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        t = self.cfg.trainer
+        params = [p for p in self.encoder.parameters() if p.requires_grad]
+        if t.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay)
+        return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+
+    # ------------------------------------------------------------------ training
+
+    def _step(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.data.train_x[idx]
+        lower, upper = self.schedule.bounds(self.global_step)
+        if self.method.views_per_step == 1:
+            v1, v2 = self.views.view(x.float().div(255))[0], None
+        else:
+            batch = self.views(x)
+            v1, v2 = batch.v1, batch.v2
+        if self.device.type == "cuda":
+            v1 = v1.contiguous(memory_format=torch.channels_last)
+            v2 = v2.contiguous(memory_format=torch.channels_last) if v2 is not None else None
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            loss = self.method.loss(v1, v2, idx, lower, upper)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.method.after_step()
+        self.global_step += 1
+        return loss.detach()
+
+    def train_epoch(self, progress: Callable[[int, float], None] | None = None) -> dict[str, float]:
+        """One pass over the training set; metrics of the epoch (``diverged`` 1.0 on NaN/inf loss)."""
+        self.method.train()
+        bs = self.cfg.trainer.batch_size
+        perm = torch.randperm(self.data.train_x.shape[0], device=self.device)
+        total = torch.zeros((), device=self.device)
+        start = time.perf_counter()
+        for i in range(self.steps_per_epoch):
+            total += self._step(perm[i * bs : (i + 1) * bs])
+            if progress is not None:
+                progress(i + 1, bs * (i + 1) / (time.perf_counter() - start))
+        train_loss = (total / self.steps_per_epoch).item()  # the epoch's one host sync
+        seconds = time.perf_counter() - start
+        self.epoch += 1
+        lower, upper = self.schedule.bounds(self.global_step - 1)
+        metrics = {
+            "epoch": float(self.epoch),
+            "train_loss": train_loss,
+            "imgs_per_s": self.steps_per_epoch * bs / seconds,
+            "ring_lower": lower,
+            "ring_upper": upper,
+            "diverged": 0.0 if math.isfinite(train_loss) else 1.0,
+        }
+        if self.cfg.evaluation.knn_every_epoch and metrics["diverged"] == 0.0:
+            metrics["knn_acc"] = self.monitor_knn()
+        self.history.append(metrics)
+        return metrics
+
+    # ------------------------------------------------------------------ evaluation
+
+    def monitor_knn(self) -> float:
+        """kNN accuracy on a bounded subset: cheap enough to run every epoch for early stopping."""
+        ev = self.cfg.evaluation
+        tr, te = slice(0, ev.monitor_train), slice(0, ev.monitor_test)
+        d = self.data
+        train_f = extract_features(self.encoder, d.train_x[tr])
+        test_f = extract_features(self.encoder, d.test_x[te])
+        return knn_accuracy(train_f, d.train_y[tr], test_f, d.test_y[te], d.num_classes, ev.knn_k, ev.knn_t)
+
+    def evaluate(self) -> dict[str, float]:
+        """Final kNN and linear-probe accuracy on the full test split."""
+        ev, d = self.cfg.evaluation, self.data
+        train_f = extract_features(self.encoder, d.train_x)
+        test_f = extract_features(self.encoder, d.test_x)
+        return {
+            "knn_acc": knn_accuracy(train_f, d.train_y, test_f, d.test_y, d.num_classes, ev.knn_k, ev.knn_t),
+            "linear_acc": linear_probe(
+                train_f, d.train_y, test_f, d.test_y, d.num_classes, ev.linear_epochs, ev.linear_lr,
+                seed=self.cfg.trainer.seed,
+            ),
+        }
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict:
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "history": self.history,
+            "rng": rng,
+        }
+
+    def load_state_dict(self, sd: dict) -> None:
+        self.method.load_state_dict(sd["method"])
+        self.optimizer.load_state_dict(sd["optimizer"])
+        self.epoch, self.global_step, self.history = sd["epoch"], sd["global_step"], list(sd["history"])
+        torch.set_rng_state(sd["rng"]["cpu"])
+        if "cuda" in sd["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(sd["rng"]["cuda"], self.device)
+
+    def save_checkpoint(self, path: str | Path) -> None:
+        torch.save(self.state_dict(), path)
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+
+    # ------------------------------------------------------------------ driving
+
+    def fit(self, on_epoch: Callable[[dict], bool | None] | None = None, progress: bool = False) -> dict:
+        """Train the remaining epochs, then evaluate. ``on_epoch`` returning True stops early."""
+        start = time.perf_counter()
+        last: dict = {}
+        while self.epoch < self.cfg.trainer.epochs:
+            last = self.train_epoch(self._progress_bar() if progress else None)
+            if progress:
+                self._close_bar(last)
+            if on_epoch is not None and on_epoch(last):
+                break
+            if last["diverged"]:
+                break
+        result = {k: last.get(k, float("nan")) for k in ("train_loss", "imgs_per_s", "diverged")}
+        if not result["diverged"]:
+            result.update(self.evaluate())
+        result.update(epochs=self.epoch, seconds=time.perf_counter() - start)
+        return result
+
+    def _progress_bar(self) -> Callable[[int, float], None]:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{self.cfg.trainer.epochs}",
+                         unit="step", file=sys.stderr, leave=True)
+
+        def update(step: int, ips: float) -> None:
+            self._bar.update(1)
+            self._bar.set_postfix_str(f"{ips:,.0f} img/s")
+
+        return update
+
+    def _close_bar(self, metrics: dict) -> None:
+        knn = f" knn {metrics['knn_acc']:.3f}" if "knn_acc" in metrics else ""
+        self._bar.set_postfix_str(f"loss {metrics['train_loss']:.3f}{knn} {metrics['imgs_per_s']:,.0f} img/s")
+        self._bar.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainers.train", description="Train one configuration.")
+    parser.add_argument("spec", help="YAML spec; search domains are replaced by their defaults")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_train_config(args.spec, args.overrides)
+        trainer = Trainer(cfg)
+    except (SpecError, DatasetMissing, DeviceUnavailable) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"training {cfg.method.name} on {cfg.dataset.name} ({trainer.data.train_x.shape[0]} images) "
+          f"on {trainer.device}", file=sys.stderr)
+    result = trainer.fit(progress=not args.quiet)
+    print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in result.items()}))
+    return 0 if not result["diverged"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
