@@ -41,10 +41,10 @@ class MIProtocol:
     estimator: str = "infonce"  # "infonce" | "nwj" | "smile"
     steps: int = 300  # critic training steps
     batch_size: int = 256  # K: candidates per evaluation batch; the InfoNCE cap is log K
-    pairs: int = 4096  # training pairs; the held-out set is ``eval_pairs`` on top
+    pairs: int = 16384  # training pairs; the held-out set is ``eval_pairs`` on top
     lr: float = 1e-3
     seed: int = 0
-    hidden: int = 256  # critic MLP width (conv widths are hidden/8, /4, /2)
+    hidden: int = 128  # critic MLP width; conv widths are hidden/4, hidden/2, hidden
     embed: int = 64  # critic embedding size
     smile_clip: float = 5.0
 
@@ -123,7 +123,7 @@ def _mlp(d_in: int, hidden: int, embed: int) -> nn.Module:
 
 def _convnet(channels: int, hidden: int, embed: int) -> nn.Module:
     """Three stride-2 convs, pooled to 4x4 so any image size maps to the same linear head."""
-    w1, w2, w3 = max(8, hidden // 8), max(8, hidden // 4), max(8, hidden // 2)
+    w1, w2, w3 = max(8, hidden // 4), max(8, hidden // 2), max(8, hidden)
     return nn.Sequential(
         nn.Conv2d(channels, w1, 3, stride=2, padding=1), nn.ReLU(),
         nn.Conv2d(w1, w2, 3, stride=2, padding=1), nn.ReLU(),

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from analysis.compare import ArmRow, ring_vs_uniform
 from analysis.infomin import analyse
 
 RUNS_DIR = Path("runs")
@@ -142,6 +143,21 @@ def summarise(trials: list[Trial]) -> dict:
             "mi_nats": best.metrics["mi_nats"],
         },
     }
+
+
+def ring_comparison(trials: list[Trial]) -> list[dict]:
+    """Ring minus uniform linear accuracy per method, when the search varied the ring."""
+    rows = []
+    for t in trials:
+        p = t.params
+        if t.status != "FINISHED" or t.diverged or not _finite(t.metrics.get("linear_acc")):
+            continue
+        try:
+            rows.append(ArmRow(p["method.name"], float(p["negatives.lower"]), float(p["negatives.upper"]),
+                               p.get("negatives.anneal", "none"), int(p.get("trainer.seed", 0)), t.metrics["linear_acc"]))
+        except (KeyError, ValueError):
+            continue
+    return ring_vs_uniform(rows)
 
 
 # --------------------------------------------------------------------------- figures
@@ -275,6 +291,13 @@ def write_markdown(experiment: str, trials: list[Trial], summary: dict, grids: d
         cells = [t.name, *(t.searched.get(k, "") for k in knobs), _fmt(t.metrics.get("linear_acc")),
                  _fmt(t.metrics.get("knn_acc")), _fmt(t.metrics.get("mi_nats"), 2), status]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    if summary.get("ring_vs_uniform"):
+        lines += ["", "## Ring against uniform negatives (linear accuracy)", "",
+                  "| method | arm | ring mean | uniform mean | ring - uniform | 95% CI | n | test |", "|---|---|---|---|---|---|---|---|"]
+        for r in summary["ring_vs_uniform"]:
+            lo, hi = r["ci95"]
+            lines.append(f"| {r['method']} | {r['arm']} | {r['ring_mean']:.4f} | {r['uniform_mean']:.4f} | "
+                         f"{r['diff_mean']:+.4f} | [{_fmt(lo, 4)}, {_fmt(hi, 4)}] | {r['n_ring']}/{r['n_uniform']} | {r['test']} |")
     if grids:
         lines += ["", "## Views at low, medium and high MI", ""]
         lines += [f"**{level} MI**\n\n![views at {level} MI]({name})\n" for level, name in grids.items()]
@@ -295,6 +318,7 @@ def build_report(experiment: str, tracking_uri: str | None = None, runs_dir: Pat
     out = runs_dir / experiment / "report"
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(trials)
+    summary["ring_vs_uniform"] = ring_comparison(trials)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_mi_vs_accuracy(trials, summary, out / "mi_vs_accuracy.png")
     plot_knobs(trials, out / "knobs.png")

@@ -21,9 +21,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers.config import load_train_config  # noqa: E402
-from trainers.data import load_data  # noqa: E402
-from trainers.train import Trainer  # noqa: E402
+from trainers.config import load_train_config
+from trainers.data import load_data
+from trainers.train import Trainer
 
 ARMS = {
     "random init": [],
@@ -68,7 +68,7 @@ def main() -> None:
         print(f"== {arm}", file=sys.stderr)
         rows[arm] = run_arm(args.spec, common + ARMS[arm], data, train=arm != "random init")
 
-    print(f"\n| arm | linear acc | kNN acc | epochs | train img/s | wall s |\n|---|---|---|---|---|---|")
+    print("\n| arm | linear acc | kNN acc | epochs | train img/s | wall s |\n|---|---|---|---|---|---|")
     for arm, r in rows.items():
         print(f"| {arm} | {r['linear_acc']:.4f} | {r['knn_acc']:.4f} | {r['epochs']} | "
               f"{r['imgs_per_s']:.0f} | {r['seconds']:.0f} |")

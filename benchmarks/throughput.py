@@ -28,11 +28,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers.config import validate_train  # noqa: E402
-from trainers.data import DataBundle  # noqa: E402
-from trainers.objectives import ring_sample  # noqa: E402
-from trainers.train import Trainer  # noqa: E402
-from trainers.views import ViewPipeline, stock_kornia_pipeline  # noqa: E402
+from trainers.config import validate_train
+from trainers.data import DataBundle
+from trainers.objectives import ring_sample
+from trainers.train import Trainer
+from trainers.views import ViewPipeline, stock_kornia_pipeline
 
 # The stock pipeline's settings: RandomResizedCrop, flip, ColorJitter p=0.8, grayscale p=0.2, blur p=0.5.
 STOCK_VIEWS = {"strength": 1.0, "solarize_p": 0.0, "rotation_degrees": 0.0}
@@ -66,7 +66,7 @@ def synthetic_bundle(n: int, channels: int, size: int, device: torch.device) -> 
     return DataBundle(x, y, x[:1024], y[:1024], "synthetic", 10).to(device)
 
 
-def config(args, **trainer) -> "TrainConfig":  # noqa: F821
+def config(args, **trainer) -> TrainConfig:  # noqa: F821
     raw = {
         "dataset": {"name": "synthetic", "channels": args.channels, "image_size": args.size},
         "model": {"backbone": args.backbone, "width": args.width},

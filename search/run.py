@@ -112,7 +112,7 @@ def load_checked_data(spec: Spec):
     try:
         data = load_data(spec.train.dataset)
     except DatasetMissing as err:
-        raise UsageError(str(err)) from None
+        raise UsageError(f"{spec.file}: {err}") from None
     n = int(data.train_x.shape[0])
     batch = spec.train_raw.get("trainer", {}).get("batch_size", spec.train.trainer.batch_size)
     largest = max(domain_values(batch)) if isinstance(batch, dict) else batch

@@ -43,6 +43,16 @@ def run_search(cwd: Path, spec: Path, *args: str, timeout: float = 420, env: dic
                           timeout=timeout)
 
 
+def kill_group(pgid: int) -> None:
+    """Kill what a test started in its own session (a SIGKILLed driver leaves Ray agents behind)."""
+    import signal
+
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -54,3 +64,56 @@ def tiny_spec(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_SPEC)
     return path
+
+
+def probe_dashboard(url: str) -> dict[str, object]:
+    """GET /api/version with and without Ray's token; returns the two HTTP statuses."""
+    import urllib.error
+    import urllib.request
+
+    from search.cluster import read_token
+
+    def status(headers: dict) -> int:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(f"{url}/api/version", headers=headers), timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as err:
+            return err.code
+        except OSError:
+            return -1
+
+    return {"url": url, "with_token": status({"Authorization": f"Bearer {read_token()}"}), "without_token": status({})}
+
+
+@pytest.fixture(scope="session")
+def tiny_search(tmp_path_factory):
+    """One 4-trial search (2 at a time) shared by the search and tracking tests.
+
+    While it runs, the Ray dashboard it announces is probed with and without the token.
+    """
+    import re
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    cwd = tmp_path_factory.mktemp("tiny_search")
+    spec = cwd / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    proc = subprocess.Popen(search_cmd(spec), cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    dashboard: dict = {}
+    deadline = time.time() + 420
+    while proc.poll() is None and time.time() < deadline:
+        found = [m for line in list(lines) if (m := re.search(r"Ray dashboard: (http://\S+)", line))]
+        if found and not dashboard:
+            dashboard = probe_dashboard(found[0].group(1))
+        time.sleep(0.5)
+    proc.kill() if proc.poll() is None else None
+    proc.wait()
+    kill_group(proc.pid)
+    reader.join(10)
+    return SimpleNamespace(cwd=cwd, spec=spec, rc=proc.returncode, out="".join(lines), dashboard=dashboard,
+                           db=cwd / "runs" / "mlflow.db", epochs=2, num_samples=4)

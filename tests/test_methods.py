@@ -61,6 +61,8 @@ def test_ir_loss_updates_bank_and_is_finite():
     idx = torch.tensor([0, 1, 2, 3])
     loss = ir.loss(x, None, idx, 0.1, 0.5)
     assert torch.isfinite(loss)
+    loss.backward()
+    ir.after_step()
     assert not torch.equal(ir.bank[:4], old[:4]) and torch.equal(ir.bank[4:], old[4:])
 
 
@@ -69,3 +71,13 @@ def test_simclr_loss_is_nt_xent():
     x1, x2 = torch.rand(5, 1, 16, 16), torch.rand(5, 1, 16, 16)
     got = SimCLR(enc, MethodConfig(temperature=0.3), 5).loss(x1, x2, torch.arange(5), 0.0, 1.0)
     assert torch.allclose(got, nt_xent(enc(x1), enc(x2), 0.3))
+
+
+def test_moco_step_backpropagates_then_enqueues():
+    moco = MoCo(tiny_encoder(), MethodConfig(name="moco", queue_size=16), n_train=10)
+    old = moco.queue.clone()
+    loss = moco.loss(torch.rand(4, 1, 16, 16), torch.rand(4, 1, 16, 16), torch.arange(4), 0.0, 0.5)
+    loss.backward()  # the queue used by the loss must not have been modified in place yet
+    assert torch.equal(moco.queue, old)
+    moco.after_step()
+    assert not torch.equal(moco.queue[:4], old[:4]) and torch.equal(moco.queue[4:], old[4:])

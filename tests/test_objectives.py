@@ -146,5 +146,5 @@ def test_schedules_at_chosen_steps():
     assert exp.bounds(100)[1] == pytest.approx(0.1)
     for sched in (lin, step, exp):
         assert all(sched.bounds(s)[0] == sched.lower for s in range(0, 120, 7))
-        ups = [sched.bounds(s)[1] for s in range(0, 120)]
+        ups = [sched.bounds(s)[1] for s in range(120)]
         assert all(a >= b for a, b in zip(ups, ups[1:]))  # the upper bound only anneals down

@@ -26,6 +26,7 @@ CHANNELS = {
     "stl10": 3,
     "image_folder": 3,
     "synthetic": None,  # set by dataset.channels
+    "infomin_toy": 3,
 }
 DOMAIN_KINDS = ("uniform", "loguniform", "int", "choice", "grid")
 
@@ -52,7 +53,9 @@ class _Section(BaseModel):
 
 
 class DatasetConfig(_Section):
-    name: Literal["fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder", "synthetic"] = "fashion_mnist"
+    name: Literal["fashion_mnist", "cifar10", "cifar100", "stl10", "image_folder", "synthetic", "infomin_toy"] = (
+        "fashion_mnist"
+    )
     root: str = "data"
     download: bool = False
     subset: int | None = Field(None, ge=1, description="use only the first N training images")
@@ -109,9 +112,12 @@ class ViewsConfig(_Section):
     solarize_p: float = Field(0.0, ge=0.0, le=1.0)
     solarize_threshold: float = Field(0.5, ge=0.0, le=1.0)
     rotation_degrees: float = Field(0.0, ge=0.0, le=180.0)
+    shared: list[Literal["class", "background", "position"]] | None = Field(
+        None, description="infomin_toy only: the factors the two views share (the rest are redrawn)"
+    )
 
     @model_validator(mode="after")
-    def _ranges(self) -> "ViewsConfig":
+    def _ranges(self) -> ViewsConfig:
         if self.crop_scale_min > self.crop_scale_max:
             raise _KeyedError(
                 "views.crop_scale_min",
@@ -124,7 +130,7 @@ class ViewsConfig(_Section):
             )
         return self
 
-    def resolved(self, channels: int) -> "ViewsConfig":
+    def resolved(self, channels: int) -> ViewsConfig:
         """Fill the dataset-dependent colour defaults."""
         rgb = channels == 3
         return self.model_copy(
@@ -146,7 +152,7 @@ class NegativesConfig(_Section):
     anneal_epochs: int | None = Field(None, ge=1, description="anneal over this many epochs (default: all)")
 
     @model_validator(mode="after")
-    def _band(self) -> "NegativesConfig":
+    def _band(self) -> NegativesConfig:
         if self.lower >= self.upper:
             raise _KeyedError("negatives.lower", f"must be < negatives.upper, got {self.lower} >= {self.upper}")
         if self.anneal != "none" and self.anneal_start < self.upper:
@@ -206,7 +212,7 @@ class TrainConfig(_Section):
     mi: MIConfig = MIConfig()
 
     @model_validator(mode="after")
-    def _cross(self) -> "TrainConfig":
+    def _cross(self) -> TrainConfig:
         if self.dataset.num_channels != 3:
             for knob in ("saturation", "hue", "grayscale_p"):
                 value = getattr(self.views, knob)
@@ -216,6 +222,8 @@ class TrainConfig(_Section):
                         f"needs 3 colour channels, but dataset '{self.dataset.name}' has "
                         f"{self.dataset.num_channels}; remove it or set it to 0",
                     )
+        if self.views.shared is not None and self.dataset.name != "infomin_toy":
+            raise _KeyedError("views.shared", f"only applies to dataset 'infomin_toy', not '{self.dataset.name}'")
         return self
 
 
@@ -261,8 +269,7 @@ def domain_default(value: dict) -> Any:
 
 def domain_probes(value: dict) -> list:
     """The values that must all be valid for the domain to be valid."""
-    kind, args = next(iter(value.items()))
-    return list(args)
+    return list(next(iter(value.values())))
 
 
 def walk(tree: Any, prefix: str = ""):
@@ -357,8 +364,7 @@ def _check_ring_domains(raw: dict) -> None:
 
     def span(v):
         if is_domain(v):
-            kind, args = next(iter(v.items()))
-            nums = [a for a in args if isinstance(a, (int, float))]
+            nums = [a for a in next(iter(v.values())) if isinstance(a, (int, float))]
             return (min(nums), max(nums)) if nums else None
         return (v, v) if isinstance(v, (int, float)) else None
 

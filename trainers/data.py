@@ -42,6 +42,10 @@ class DataBundle:
     test_y: Tensor
     name: str
     num_classes: int
+    # Datasets with known generative factors (infomin_toy): factor -> (train labels, test labels),
+    # plus whatever their pair renderer needs, kept on the same device as the images.
+    factors: dict[str, tuple[Tensor, Tensor]] | None = None
+    extras: dict[str, Tensor] | None = None
 
     @property
     def channels(self) -> int:
@@ -51,8 +55,12 @@ class DataBundle:
     def image_size(self) -> int:
         return int(self.train_x.shape[-1])
 
-    def to(self, device: torch.device | str) -> "DataBundle":
+    def to(self, device: torch.device | str) -> DataBundle:
         move = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")}
+        if self.factors is not None:
+            move["factors"] = {k: (a.to(device), b.to(device)) for k, (a, b) in self.factors.items()}
+        if self.extras is not None:
+            move["extras"] = {k: v.to(device) for k, v in self.extras.items()}
         return replace(self, **move)
 
 
@@ -235,6 +243,10 @@ def _resize(x: Tensor, size: int | None) -> Tensor:
 
 def load_data(cfg: DatasetConfig) -> DataBundle:
     """The dataset as CPU uint8 tensors [N, C, H, W]; move with ``.to(device)``."""
+    if cfg.name == "infomin_toy":
+        from trainers.toy import load_infomin_toy
+
+        return load_infomin_toy(cfg)
     train_x, train_y, test_x, test_y = LOADERS[cfg.name](cfg)
     if train_x.ndim == 3:  # grayscale [N, H, W]
         train_x, test_x = train_x[:, None], test_x[:, None]

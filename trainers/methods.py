@@ -14,9 +14,8 @@ from __future__ import annotations
 import copy
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from trainers.config import MethodConfig
 from trainers.models import Encoder
@@ -68,9 +67,8 @@ class MoCo(Method):
             k = self.key_encoder(v2)
         pos = (q * k).sum(dim=1)
         neg = q @ self.queue.T
-        loss = conditional_nce(pos, neg, ring_mask(neg.detach(), lower, upper), self.cfg.temperature)
-        self.enqueue(k)
-        return loss
+        self._pending_keys = k  # enqueued after the optimiser step: backward still needs this queue
+        return conditional_nce(pos, neg, ring_mask(neg.detach(), lower, upper), self.cfg.temperature)
 
     @torch.no_grad()
     def enqueue(self, keys: Tensor) -> None:
@@ -81,6 +79,9 @@ class MoCo(Method):
 
     @torch.no_grad()
     def after_step(self):
+        if getattr(self, "_pending_keys", None) is not None:
+            self.enqueue(self._pending_keys)
+            self._pending_keys = None
         m = self.cfg.momentum
         for p_k, p_q in zip(self.key_encoder.parameters(), self.encoder.parameters()):
             p_k.mul_(m).add_(p_q.detach(), alpha=1 - m)
@@ -104,9 +105,14 @@ class InstanceDiscrimination(Method):
         with torch.no_grad():
             neg_idx = ring_sample(z.detach() @ self.bank.T, lower, upper, self.cfg.num_negatives, exclude=idx)
         neg = torch.einsum("bd,bkd->bk", z, self.bank[neg_idx])
-        loss = conditional_nce(pos, neg, torch.ones_like(neg, dtype=torch.bool), self.cfg.temperature)
-        self.update_bank(idx, z.detach())
-        return loss
+        self._pending = (idx, z.detach())  # the bank is updated after backward, like MoCo's queue
+        return conditional_nce(pos, neg, torch.ones_like(neg, dtype=torch.bool), self.cfg.temperature)
+
+    @torch.no_grad()
+    def after_step(self):
+        if getattr(self, "_pending", None) is not None:
+            self.update_bank(*self._pending)
+            self._pending = None
 
     @torch.no_grad()
     def update_bank(self, idx: Tensor, z: Tensor) -> None:

@@ -9,9 +9,8 @@ output; the projection head only serves the contrastive loss (SimCLR's finding).
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from trainers.config import ModelConfig
 

@@ -18,8 +18,8 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -30,6 +30,15 @@ from trainers.methods import build_method
 from trainers.models import build_encoder
 from trainers.objectives import make_schedule
 from trainers.views import ViewPipeline
+
+
+def make_pair_renderer(cfg: TrainConfig, data: DataBundle) -> Callable[[torch.Tensor], tuple] | None:
+    """Datasets with known factors make view pairs by re-rendering; others use the view pipeline."""
+    if cfg.dataset.name != "infomin_toy":
+        return None
+    from trainers.toy import ToyPairs
+
+    return ToyPairs(data, cfg.views)
 
 
 class DeviceUnavailable(Exception):
@@ -56,6 +65,7 @@ class Trainer:
         if n < cfg.trainer.batch_size:
             raise SpecError("trainer.batch_size", f"{cfg.trainer.batch_size} exceeds the {n} training images")
         self.views = ViewPipeline(cfg.views, self.data.channels)
+        self.pairs = make_pair_renderer(cfg, self.data)
         self.encoder = build_encoder(cfg.model, self.data.channels, self.device)
         self.method = build_method(self.encoder, cfg.method, n).to(self.device)
         self.model = torch.compile(self.encoder) if cfg.trainer.compile else self.encoder
@@ -84,7 +94,10 @@ class Trainer:
     def _step(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.data.train_x[idx]
         lower, upper = self.schedule.bounds(self.global_step)
-        if self.method.views_per_step == 1:
+        if self.pairs is not None:  # a dataset that renders its own view pairs from known factors
+            v1, v2 = self.pairs(idx)
+            v2 = None if self.method.views_per_step == 1 else v2
+        elif self.method.views_per_step == 1:
             v1, v2 = self.views.view(x.float().div(255))[0], None
         else:
             batch = self.views(x)
@@ -145,13 +158,19 @@ class Trainer:
         ev, d = self.cfg.evaluation, self.data
         train_f = extract_features(self.encoder, d.train_x)
         test_f = extract_features(self.encoder, d.test_x)
-        return {
+
+        def probe(train_y: torch.Tensor, test_y: torch.Tensor) -> float:
+            classes = int(max(train_y.max(), test_y.max())) + 1
+            return linear_probe(train_f, train_y, test_f, test_y, classes, ev.linear_epochs, ev.linear_lr,
+                                seed=self.cfg.trainer.seed)
+
+        out = {
             "knn_acc": knn_accuracy(train_f, d.train_y, test_f, d.test_y, d.num_classes, ev.knn_k, ev.knn_t),
-            "linear_acc": linear_probe(
-                train_f, d.train_y, test_f, d.test_y, d.num_classes, ev.linear_epochs, ev.linear_lr,
-                seed=self.cfg.trainer.seed,
-            ),
+            "linear_acc": probe(d.train_y, d.test_y),
         }
+        for factor, (train_y, test_y) in (d.factors or {}).items():  # one probe per known factor
+            out[f"linear_acc_{factor}"] = probe(train_y, test_y)
+        return out
 
     # ------------------------------------------------------------------ state
 

@@ -1,0 +1,362 @@
+"""The Ray Tune search (issue 3): space construction, the trial loop, the end-of-search table,
+and -- integration -- a 4-trial search, resume after SIGKILL, and an existing cluster."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search import space
+from search.spec import validate_spec
+from search.summary import TrialRow, best, table
+from search.trial import CHECKPOINT, CONFIG, EXTRA, VIEWS, run_trial
+from tests.conftest import TINY_SPEC, cli_env, free_port, kill_group, run_search, search_cmd
+
+GOOD = yaml.safe_load(TINY_SPEC)
+
+
+def spec_of(**sections):
+    return validate_spec({**GOOD, **sections})
+
+
+# ----------------------------------------------------------------------------- space
+
+
+def test_domains_map_to_tune_domains():
+    from ray.tune.search.sample import Categorical, Float, Integer, LogUniform
+
+    uni = space.tune_domain({"uniform": [0.1, 0.9]})
+    assert isinstance(uni, Float) and (uni.lower, uni.upper) == (0.1, 0.9)
+    log = space.tune_domain({"loguniform": [1e-4, 1e-1]})
+    assert isinstance(log.get_sampler(), LogUniform)
+    choice = space.tune_domain({"choice": [0.0, 0.05]})
+    assert isinstance(choice, Categorical) and choice.categories == [0.0, 0.05]
+    assert space.tune_domain({"grid": [1, 2]}) == {"grid_search": [1, 2]}
+    assert isinstance(space.tune_domain({"int": [2, 5]}), Integer)
+
+
+def test_int_domain_includes_its_upper_bound():
+    from ray.tune.search.optuna import OptunaSearch
+
+    dom = space.tune_domain({"int": [2, 5]})
+    samples = set(dom.sample(size=400, random_state=0))
+    assert samples == {2, 3, 4, 5}
+    dist = OptunaSearch.convert_search_space({"k": dom})["k"]
+    assert (dist.low, dist.high) == (2, 5)
+
+
+def test_param_space_holds_only_the_searched_knobs():
+    spec = spec_of()
+    ps = space.param_space(spec)
+    assert set(ps) == {"views.strength", "negatives.lower", "negatives.upper"}
+
+
+def test_grid_algorithm_enumerates_choices():
+    spec = spec_of(views={"strength": {"grid": [0.2, 0.8]}}, negatives={"lower": {"choice": [0.0, 0.05]}},
+                   search={"algorithm": "grid"})
+    ps = space.param_space(spec)
+    assert ps == {"views.strength": {"grid_search": [0.2, 0.8]}, "negatives.lower": {"grid_search": [0.0, 0.05]}}
+
+
+def test_search_algorithms():
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    optuna = space.search_algorithm(spec_of(search={"algorithm": "optuna", "max_concurrent": 3, "seed": 5}))
+    assert isinstance(optuna, ConcurrencyLimiter) and optuna.max_concurrent == 3
+    assert isinstance(optuna.searcher, OptunaSearch) and optuna.searcher._seed == 5
+    assert isinstance(space.search_algorithm(spec_of(search={"algorithm": "random"})), BasicVariantGenerator)
+    nothing = spec_of(views={"strength": 0.5}, negatives={"lower": 0.0, "upper": 1.0})
+    assert isinstance(space.search_algorithm(nothing), BasicVariantGenerator)
+
+
+def test_schedulers():
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    asha = space.scheduler(spec_of(trainer={"epochs": 6}, search={"scheduler": "asha", "grace_period": 2}))
+    assert isinstance(asha, ASHAScheduler)
+    assert asha._max_t == 6 and asha._time_attr == "epoch"
+    assert [milestone for milestone, _ in asha._brackets[0]._rungs] == [4, 2]  # rungs from the grace period
+    assert isinstance(space.scheduler(spec_of(search={"scheduler": "none"})), FIFOScheduler)
+
+
+# ----------------------------------------------------------------------------- the trial loop
+
+
+class FakeTrainer:
+    """Trainer's driving interface, with scripted losses (NaN = divergence)."""
+
+    def __init__(self, cfg, data, losses=(1.0, 0.9, 0.8)):
+        self.cfg, self.epoch, self.losses = cfg, 0, list(losses)
+        self.views = None
+
+    def train_epoch(self):
+        loss = self.losses[self.epoch]
+        self.epoch += 1
+        m = {"epoch": float(self.epoch), "train_loss": loss, "imgs_per_s": 1.0, "ring_lower": 0.0,
+             "ring_upper": 1.0, "diverged": 0.0 if math.isfinite(loss) else 1.0}
+        if math.isfinite(loss):
+            m["knn_acc"] = 0.5
+        return m
+
+    def evaluate(self):
+        return {"knn_acc": 0.6, "linear_acc": 0.7}
+
+    def save_checkpoint(self, path):
+        Path(path).write_text(json.dumps({"epoch": self.epoch}))
+
+    def load_checkpoint(self, path):
+        self.epoch = json.loads(Path(path).read_text())["epoch"]
+
+
+@pytest.fixture
+def fake_trial(monkeypatch):
+    """run_trial with a FakeTrainer; returns (reports, MI measurements) after each call."""
+    measured = []
+    monkeypatch.setattr("search.trial.measure_views", lambda t, c: measured.append(1) or {"mi_nats": 1.5,
+                                                                                        "mi_cap_nats": 3.0})
+
+    def files(trainer, cfg, folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / CONFIG).write_text("x: 1\n")
+        (folder / VIEWS).write_bytes(b"png")
+
+    monkeypatch.setattr("search.trial.write_trial_files", files)
+
+    def run(losses=(1.0, 0.9, 0.8), epochs=3, restore=None):
+        reports, keep = [], []
+        cfg = spec_of(trainer={"epochs": epochs, "batch_size": 32}).trial_config({})
+
+        def report(result, folder):
+            reports.append(result)
+            keep.append({p.name: p.read_bytes() for p in folder.iterdir()})
+
+        run_trial(cfg, None, report, restore=restore, trainer_cls=lambda c, d: FakeTrainer(c, d, losses))
+        return reports, keep, measured
+
+    return run
+
+
+def test_trial_reports_every_epoch_with_a_checkpoint(fake_trial):
+    reports, kept, measured = fake_trial()
+    assert [r["epoch"] for r in reports] == [1.0, 2.0, 3.0]
+    assert "linear_acc" in reports[-1] and "linear_acc" not in reports[0]
+    assert all(r["mi_nats"] == 1.5 and r["start_epoch"] == 0 for r in reports)
+    assert all(set(k) == {CHECKPOINT, EXTRA, CONFIG, VIEWS} for k in kept)
+    assert len(measured) == 1
+
+
+def test_diverged_trial_reports_and_stops(fake_trial):
+    reports, _, _ = fake_trial(losses=(1.0, float("nan"), 0.5))
+    assert [r["diverged"] for r in reports] == [0.0, 1.0]
+    assert math.isnan(reports[-1]["knn_acc"])  # the search metric is always present
+    assert "linear_acc" not in reports[-1]
+
+
+def test_resumed_trial_continues_from_its_checkpoint(fake_trial, tmp_path):
+    (tmp_path / CHECKPOINT).write_text(json.dumps({"epoch": 2}))
+    (tmp_path / EXTRA).write_text(json.dumps({"mi_nats": 1.25, "mi_cap_nats": 3.0}))
+    reports, _, measured = fake_trial(restore=tmp_path)
+    assert [r["epoch"] for r in reports] == [3.0]
+    assert reports[0]["start_epoch"] == 2 and reports[0]["mi_nats"] == 1.25
+    assert measured == []  # MI is not measured again
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def test_table_and_best():
+    rows = [
+        TrialRow("a", {"views.strength": 0.25}, 2, 0.5, 0.6, 1.2, "completed"),
+        TrialRow("b", {"views.strength": 0.75}, 2, 0.7, 0.65, 0.8, "completed"),
+        TrialRow("c", {"views.strength": 0.9}, 1, float("nan"), float("nan"), 0.3, "diverged"),
+    ]
+    text = table(rows)
+    assert text.splitlines()[0].split() == ["trial", "views.strength", "epochs", "knn_acc", "linear_acc", "mi_nats",
+                                            "status"]
+    assert "diverged" in text and best(rows).trial_id == "b"
+
+
+# ----------------------------------------------------------------------------- integration
+
+
+def mlflow_runs(db: Path, experiment: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{db}")
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return client, parents, children
+
+
+@pytest.mark.integration
+def test_four_trials_finish(tiny_search):
+    assert tiny_search.rc == 0, tiny_search.out[-4000:]
+    table_rows = [line for line in tiny_search.out.splitlines() if re.match(r"^[0-9a-f]{8}\s", line)]
+    assert len(table_rows) == 4 and all(line.rstrip().endswith("completed") for line in table_rows)
+    assert "best trial:" in tiny_search.out
+    assert "started a local Ray" in tiny_search.out
+
+
+@pytest.mark.integration
+def test_dashboard_answers_on_localhost_only_with_the_token(tiny_search):
+    d = tiny_search.dashboard
+    assert d, "the driver never announced the dashboard"
+    assert d["url"].startswith("http://127.0.0.1:")
+    assert d["with_token"] == 200
+    assert d["without_token"] in (401, 403)
+    assert "Authorization: Bearer" in tiny_search.out and "auth_token" in tiny_search.out
+
+
+@pytest.mark.integration
+def test_ring_search_logs_each_trials_band(tiny_search):
+    client, _, children = mlflow_runs(tiny_search.db, "tiny")
+    bands = set()
+    for run in children:
+        lo, hi = float(run.data.params["negatives.lower"]), float(run.data.params["negatives.upper"])
+        assert run.data.metrics["ring_lower"] == pytest.approx(lo)
+        assert run.data.metrics["ring_upper"] == pytest.approx(hi)
+        assert "ring=[" in run.info.run_name
+        bands.add((lo, hi))
+    assert len(bands) >= 2, bands
+
+
+@pytest.mark.integration
+def test_summary_points_at_the_mlflow_ui(tiny_search):
+    db = tiny_search.cwd / "runs" / "mlflow.db"
+    assert f"mlflow ui --backend-store-uri sqlite:///{db}" in tiny_search.out
+    assert "--host 127.0.0.1 --port 5000" in tiny_search.out
+    assert re.search(r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs\?workflowType=machine_learning",
+                     tiny_search.out)
+
+
+def _result_epochs(experiment_dir: Path) -> dict[str, list[tuple[int, int]]]:
+    """Trial id -> [(epoch, start_epoch)] for every result Ray recorded, across restarts."""
+    out = {}
+    for path in experiment_dir.glob("*/result.json"):
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if rows:
+            out[rows[0]["trial_id"]] = [(int(r["epoch"]), int(r["start_epoch"])) for r in rows]
+    return out
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes_without_retraining(tmp_path, tiny_spec):
+    """Kill the driver after the first trial finished; the same command completes the search."""
+    args = ["--set", "search.num_samples=3", "--set", "trainer.max_steps=3"]
+    proc = subprocess.Popen(search_cmd(tiny_spec, *args), cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None and not any("finished (" in x for x in list(lines)):
+        time.sleep(0.2)
+    finished_before = {m.group(1) for x in list(lines) if (m := re.search(r"trial (\w+) finished \(", x))}
+    try:
+        assert finished_before, "".join(lines)[-3000:]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        kill_group(proc.pid)
+    rerun = run_search(tmp_path, tiny_spec, *args)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "(resume)" in rerun.stdout
+
+    _, parents, children = mlflow_runs(tmp_path / "runs" / "mlflow.db", "tiny")
+    assert len(parents) == 1
+    assert len(children) == 3 and all(r.info.status == "FINISHED" for r in children)
+    assert len({r.data.tags["ray.trial_id"] for r in children}) == 3
+    results = _result_epochs(tmp_path / "runs" / "tiny" / "ray" / "tiny")
+    assert len(results) == 3
+    for trial_id in finished_before:  # never trained again: each epoch reported once, from a start at 0
+        assert results[trial_id] == [(1, 0), (2, 0)], results[trial_id]
+    for trial_id, epochs in results.items():  # no trial logged an epoch twice
+        assert sorted(e for e, _ in epochs)[-2:] == [1, 2]
+
+
+def start_node(args: list[str], env: dict) -> subprocess.Popen:
+    """``ray start ... --block`` in its own session, so the test can stop exactly this node."""
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    return subprocess.Popen([ray_bin, "start", *args, "--block"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_for_nodes(address: str, n: int, env: dict, timeout: float = 180) -> None:
+    ray_bin = str(Path(sys.executable).parent / "ray")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = subprocess.run([ray_bin, "status", f"--address={address}"], env=env, capture_output=True, text=True,
+                             timeout=60)
+        active = out.stdout.split("Pending:")[0] if "Pending:" in out.stdout else ""
+        if out.returncode == 0 and active.count("node_") >= n:
+            return
+        time.sleep(2)
+    raise AssertionError(f"the test cluster never had {n} nodes: {out.stdout}{out.stderr}")
+
+
+def stop_node(node: subprocess.Popen) -> None:
+    try:
+        os.killpg(node.pid, signal.SIGTERM)
+        node.wait(30)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        pass
+    kill_group(node.pid)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_existing_cluster_and_a_diverged_trial(tmp_path, tiny_spec):
+    """Head + worker started with ``ray start``; the driver joins with --address and starts no Ray.
+
+    One of the two grid points diverges (temperature 1e-39 overflows the logits): it is a
+    FINISHED run with diverged=1, and the search still succeeds.
+    """
+    from search.cluster import token_available
+
+    port, env = free_port(), cli_env()
+    address = f"127.0.0.1:{port}"
+    env["RAY_AUTH_MODE"] = "token"  # both nodes require the token; the driver must bring it
+    if not token_available():
+        subprocess.run([str(Path(sys.executable).parent / "ray"), "get-auth-token", "--generate"], env=env,
+                       capture_output=True, timeout=60, check=True)
+    sessions_before = set(Path("/tmp/ray").glob("session_2*"))
+    nodes = [start_node(["--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+                         f"--temp-dir={tmp_path / 'ray'}", "--node-ip-address=127.0.0.1"], env)]
+    try:
+        wait_for_nodes(address, 1, env)
+        nodes.append(start_node([f"--address={address}", "--num-cpus=1", "--node-ip-address=127.0.0.1"], env))
+        wait_for_nodes(address, 2, env)
+        proc = subprocess.run(
+            search_cmd(tiny_spec, "--address", address, "--set", "search.algorithm=grid",
+                       "--set", "search.num_samples=1", "--set", "views.strength=0.5",
+                       "--set", "negatives.lower=0.0", "--set", "negatives.upper=1.0",
+                       "--set", "method.temperature={grid: [0.2, 1.0e-39]}"),
+            cwd=tmp_path, env=cli_env(), capture_output=True, text=True, timeout=420)  # RAY_AUTH_MODE unset
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+        assert f"Connected to the existing Ray cluster at {address}" in proc.stdout
+        assert "started a local Ray" not in proc.stdout
+        assert set(Path("/tmp/ray").glob("session_2*")) == sessions_before  # no Ray session of its own
+        _, parents, children = mlflow_runs(tmp_path / "runs" / "mlflow.db", "tiny")
+        assert parents[0].data.tags["ray.address"] == address
+        assert parents[0].data.tags["ray.started_local"] == "false"
+        assert len(children) == 2 and all(r.info.status == "FINISHED" for r in children)
+        diverged = {float(r.data.params["method.temperature"]): r.data.metrics["diverged"] for r in children}
+        assert diverged == {0.2: 0.0, 1e-39: 1.0}
+        assert [r for r in children if r.data.metrics["diverged"] == 1.0][0].data.tags["ray.status"] == "diverged"
+    finally:
+        for node in reversed(nodes):
+            stop_node(node)
