@@ -8,7 +8,13 @@ of that, so ``analyse`` asks for all of the following before it says ``reverse_u
 2. its vertex, peak_mi = -b / (2a), lies inside the observed MI range [min, max];
 3. the peak's 95% bootstrap CI lies inside that range too (see "Peak CI" below);
 4. the quadratic fits significantly better than a line: nested-model F-test,
-   F = (SSR_line - SSR_quad) / (SSR_quad / (n - 3)) on (1, n - 3) degrees of freedom, p < 0.05.
+   F = (SSR_line - SSR_quad) / (SSR_quad / (n - 3)) on (1, n - 3) degrees of freedom, p < 0.05;
+5. "two lines" (Simonsohn 2018, "Two lines: a valid alternative to the invalid testing of
+   U-shaped relationships with quadratic regressions"): a line fitted to the trials with
+   mi <= peak_mi rises and one fitted to those with mi >= peak_mi falls, each with one-sided
+   p < 0.05 and at least 3 trials per side. Conditions 1-4 alone call a plateau a reverse-U:
+   accuracy that rises with diminishing returns (0.9 - 0.3 e^{-mi}) gets a concave quadratic
+   with a confident in-range vertex and a significant F-test, but nothing actually falls.
 
 Otherwise, a significant monotone trend (Spearman p < 0.05) gives ``increasing`` (rho > 0) or
 ``decreasing`` (rho < 0); anything else is ``inconclusive``. ``reasons`` lists each check's outcome
@@ -83,9 +89,29 @@ def f_test_quadratic_vs_linear(x: np.ndarray, y: np.ndarray) -> tuple[float | No
     ssr_quad = float(np.sum((y - np.polyval(np.polyfit(x, y, 2), x)) ** 2))
     gain = max(ssr_lin - ssr_quad, 0.0)
     if ssr_quad <= 1e-15 * max(ssr_lin, 1e-300):
-        return (math.inf, 0.0) if gain > 0 else (None, 1.0)
+        return (None, 0.0) if gain > 0 else (None, 1.0)  # exact quadratic: F is infinite (not JSON)
     f = gain / (ssr_quad / (n - 3))
     return f, float(stats.f.sf(f, 1, n - 3))
+
+
+def _one_sided_slope(x: np.ndarray, y: np.ndarray, sign: int) -> dict[str, Any]:
+    """OLS slope and one-sided p-value for H1: sign * slope > 0 (None if fewer than 3 distinct x)."""
+    if np.unique(x).size < 3:
+        return {"n": int(x.size), "slope": None, "p": None}
+    if np.ptp(y) == 0:
+        return {"n": int(x.size), "slope": 0.0, "p": 1.0}
+    fit = stats.linregress(x, y)
+    p_two = float(fit.pvalue)
+    p = p_two / 2 if sign * fit.slope > 0 else 1 - p_two / 2
+    return {"n": int(x.size), "slope": float(fit.slope), "p": p}
+
+
+def two_lines(x: np.ndarray, y: np.ndarray, peak: float) -> dict[str, dict[str, Any]]:
+    """Separate lines below and above the peak: the reverse-U needs a rise, then a fall."""
+    return {
+        "left": _one_sided_slope(x[x <= peak], y[x <= peak], +1),
+        "right": _one_sided_slope(x[x >= peak], y[x >= peak], -1),
+    }
 
 
 def bootstrap_peaks(x: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
@@ -139,6 +165,7 @@ def _empty(n: int, reason: str) -> dict[str, Any]:
         "linear": None,
         "peak_ci": None,
         "peak_ci_no_peak_frac": None,
+        "two_lines": None,
         "verdict": "inconclusive",
         "reasons": [reason],
     }
@@ -156,8 +183,23 @@ def _degenerate(x: np.ndarray, y: np.ndarray, min_trials: int) -> str | None:
     return None
 
 
-def _reverse_u_checks(quad: dict, ci: list, no_peak: float, f_p: float | None, lo: float, hi: float) -> list:
-    """(passed, reason) for each of the four reverse-U conditions."""
+def _two_lines_check(lines: dict | None) -> tuple[bool, str]:
+    if lines is None:
+        return False, "two-lines test not applicable (no peak inside the range)"
+    left, right = lines["left"], lines["right"]
+    if left["p"] is None or right["p"] is None:
+        return False, f"two-lines test needs 3 distinct MI values per side (have {left['n']} | {right['n']} trials)"
+    ok = left["p"] < ALPHA and right["p"] < ALPHA
+    return ok, (
+        f"two lines: slope {left['slope']:.3g} below the peak (one-sided p={left['p']:.3g}), "
+        f"{right['slope']:.3g} above it (p={right['p']:.3g}) -> {'rise then fall' if ok else 'no clear rise then fall'}"
+    )
+
+
+def _reverse_u_checks(
+    quad: dict, ci: list, no_peak: float, f_p: float | None, lines: dict | None, lo: float, hi: float
+) -> list:
+    """(passed, reason) for each of the five reverse-U conditions."""
     a, peak = quad["a"], quad["peak_mi"]
     ci_inside = ci[0] is not None and ci[1] is not None and lo <= ci[0] and ci[1] <= hi
     ci_text = f"[{ci[0]}, {ci[1]}]" if None in ci else f"[{ci[0]:.3g}, {ci[1]:.3g}]"
@@ -172,13 +214,16 @@ def _reverse_u_checks(quad: dict, ci: list, no_peak: float, f_p: float | None, l
         ),
         (
             ci_inside,
-            f"peak 95% bootstrap CI {ci_text} {'inside' if ci_inside else 'not inside'} the range "
-            f"({no_peak:.0%} of resamples had no peak)",
+            (
+                f"peak 95% bootstrap CI {ci_text} {'inside' if ci_inside else 'not inside'} the range "
+                f"({no_peak:.0%} of resamples had no peak)"
+            ),
         ),
         (
             f_p is not None and f_p < ALPHA,
             f"quadratic vs line F-test p={f_p:.3g}" if f_p is not None else "F-test not possible (n < 4)",
         ),
+        _two_lines_check(lines),
     ]
 
 
@@ -195,16 +240,25 @@ def analyse(
     f_stat, f_p = f_test_quadratic_vs_linear(x, y)
     quad.update(f_stat=f_stat, f_p=f_p)
     ci, no_peak = peak_ci(bootstrap_peaks(x, y, n_boot, seed))
-    checks = _reverse_u_checks(quad, ci, no_peak, f_p, float(x.min()), float(x.max()))
+    lines = two_lines(x, y, quad["peak_mi"]) if quad["peak_in_range"] else None
+    checks = _reverse_u_checks(quad, ci, no_peak, f_p, lines, float(x.min()), float(x.max()))
     reasons = [text for _, text in checks]
     trend = spearman["p"] < ALPHA
     reasons.append(f"Spearman rho={spearman['rho']:.3g}, p={spearman['p']:.3g} ({'' if trend else 'not '}significant)")
-    if all(ok for ok, _ in checks):
+    failed = [i + 1 for i, (ok, _) in enumerate(checks) if not ok]
+    if not failed:
         verdict = "reverse_u"
     elif trend:
         verdict = "increasing" if spearman["rho"] > 0 else "decreasing"
     else:
         verdict = "inconclusive"
+    why = (
+        "all 5 reverse-U conditions hold"
+        if not failed
+        else f"reverse-U fails condition(s) {', '.join(map(str, failed))} of 5"
+    )
+    trend_why = "" if not failed else ("; monotone trend significant" if trend else "; no significant monotone trend")
+    reasons.insert(0, f"{verdict}: {why}{trend_why}")
     return {
         "n_used": int(x.size),
         "spearman_mi_acc": spearman,
@@ -213,6 +267,7 @@ def analyse(
         "linear": linear,
         "peak_ci": ci,
         "peak_ci_no_peak_frac": no_peak,
+        "two_lines": lines,
         "verdict": verdict,
         "reasons": reasons,
     }

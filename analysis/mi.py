@@ -24,8 +24,9 @@ and ``saturated`` uses the same rule (then it means "large relative to what Info
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -47,6 +48,19 @@ class MIProtocol:
     hidden: int = 128  # critic MLP width; conv widths are hidden/4, hidden/2, hidden
     embed: int = 64  # critic embedding size
     smile_clip: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"unknown MI estimator {self.estimator!r}; expected one of {ESTIMATORS}")
+        if self.batch_size < 2 or self.steps < 1 or self.pairs < self.batch_size:
+            raise ValueError(f"need batch_size >= 2, steps >= 1 and pairs >= batch_size, got {self}")
+
+    @classmethod
+    def from_config(cls, cfg: Any, **overrides: Any) -> MIProtocol:
+        """Protocol from any object with same-named attributes (e.g. ``trainers.config.MIConfig``);
+        attributes it lacks keep this class's defaults."""
+        values = {f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)}
+        return cls(**{**values, **overrides})
 
     @property
     def eval_pairs(self) -> int:

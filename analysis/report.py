@@ -130,6 +130,8 @@ def summarise(trials: list[Trial]) -> dict:
         "quadratic": stats.get("quadratic"),
         "linear": stats.get("linear"),
         "peak_ci": stats.get("peak_ci"),
+        "peak_ci_no_peak_frac": stats.get("peak_ci_no_peak_frac"),
+        "two_lines": stats.get("two_lines"),
         "verdict": stats["verdict"],
         "reasons": stats.get("reasons", []),
         "mi_cap_nats": max(caps) if caps else None,
@@ -248,7 +250,7 @@ def fetch_view_grids(trials: list[Trial], tracking_uri: str, out: Path) -> dict[
             local = mlflow.artifacts.download_artifacts(
                 run_id=trial.run_id, artifact_path="views.png", tracking_uri=tracking_uri, dst_path=str(out / f".dl_{level}")
             )
-        except Exception as err:  # a trial without the artifact: say so in the report
+        except Exception as err:  # noqa: BLE001 -- a trial without the artifact: say so, keep reporting
             print(f"note: no views.png for trial {trial.name}: {err}", file=sys.stderr)
             continue
         target = out / f"views_{level}_mi.png"

@@ -193,7 +193,7 @@ class MIConfig(_Section):
     estimator: Literal["infonce", "nwj", "smile"] = "infonce"
     steps: int = Field(300, ge=1, le=100_000)
     batch_size: int = Field(256, ge=8, le=65_536)
-    pairs: int = Field(4096, ge=16, le=1_000_000)
+    pairs: int = Field(16384, ge=16, le=1_000_000, description="critic training pairs (held-out: pairs/4)")
     lr: float = Field(1e-3, gt=0.0, le=1.0)
     seed: int = Field(0, ge=0)
     enabled: bool = True

@@ -1,0 +1,220 @@
+"""InfoMin statistics: planted shapes give their verdicts, noise does not, fits match numpy."""
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from analysis.infomin import (
+    analyse,
+    bootstrap_peaks,
+    diverged_filter,
+    f_test_quadratic_vs_linear,
+    fit_quadratic,
+    peak_ci,
+    two_lines,
+)
+
+N_BOOT = 500  # enough for a stable 95% CI in these tests, and fast
+
+
+def table(shape, n=20, noise=0.004, seed=0, lo=0.5, hi=4.5):
+    rng = np.random.default_rng(seed)
+    mi = rng.uniform(lo, hi, n)
+    return mi, shape(mi) + rng.normal(0, noise, n)
+
+
+def reverse_u(mi):
+    return 0.80 - 0.03 * (mi - 2.5) ** 2
+
+
+def test_planted_reverse_u():
+    mi, acc = table(reverse_u)
+    out = analyse(mi, acc, n_boot=N_BOOT)
+    assert out["verdict"] == "reverse_u", out["reasons"]
+    assert out["reasons"][0] == "reverse_u: all 5 reverse-U conditions hold"
+    assert out["quadratic"]["a"] < 0 and out["quadratic"]["peak_in_range"]
+    assert out["quadratic"]["peak_mi"] == pytest.approx(2.5, abs=0.15)
+    lo, hi = out["peak_ci"]
+    assert mi.min() <= lo <= 2.5 <= hi <= mi.max()
+    assert out["quadratic"]["f_p"] < 0.05
+    assert out["two_lines"]["left"]["p"] < 0.05 and out["two_lines"]["right"]["p"] < 0.05
+    assert out["n_used"] == 20
+
+
+@pytest.mark.parametrize(
+    "shape, verdict",
+    [
+        (lambda m: 0.5 + 0.05 * m, "increasing"),
+        (lambda m: 0.9 - 0.3 * np.exp(-m), "increasing"),  # diminishing returns: concave, no peak inside
+        (lambda m: 0.8 - 0.04 * m, "decreasing"),
+    ],
+)
+def test_planted_monotone_trends(shape, verdict):
+    mi, acc = table(shape)
+    out = analyse(mi, acc, n_boot=N_BOOT)
+    assert out["verdict"] == verdict, out["reasons"]
+    assert (out["spearman_mi_acc"]["rho"] > 0) == (verdict == "increasing")
+    assert out["spearman_mi_acc"]["p"] < 0.05
+
+
+def test_reverse_u_with_peak_at_the_edge_is_not_reverse_u():
+    mi, acc = table(lambda m: 0.8 - 0.03 * (m - 4.3) ** 2, noise=0.01)
+    out = analyse(mi, acc, n_boot=N_BOOT)
+    assert out["verdict"] == "increasing", out["reasons"]
+
+
+def test_pure_noise_is_inconclusive_across_seeds():
+    verdicts = [
+        analyse(*table(lambda m: 0.7 + 0 * m, n=12, noise=0.02, seed=s), n_boot=300)["verdict"] for s in range(20)
+    ]
+    assert verdicts.count("reverse_u") == 0, verdicts
+    assert verdicts.count("inconclusive") >= 17, verdicts  # Spearman alone fires ~5% of the time
+    assert verdicts[0] == "inconclusive"
+
+
+@pytest.mark.parametrize("n", [0, 1, 3])
+def test_too_few_trials(n):
+    out = analyse([1.0, 2.0, 3.0][:n], [0.5, 0.6, 0.55][:n])
+    assert out["verdict"] == "inconclusive"
+    assert out["reasons"] == [f"too few trials (n={n}, need 4)"]
+    assert out["quadratic"] is None and out["linear"] is None and out["peak_ci"] is None
+    assert out["spearman_mi_acc"] is None and out["pearson_mi_acc"] is None
+
+
+def test_nan_rows_are_dropped_before_counting():
+    out = analyse([1.0, 2.0, float("nan"), 3.0, 4.0], [0.5, float("inf"), 0.6, 0.55, 0.6])
+    assert out["n_used"] == 3
+    assert out["reasons"][0].startswith("too few trials (n=3")
+
+
+@pytest.mark.parametrize(
+    "mi, acc, phrase",
+    [
+        ([2.0] * 6, [0.1, 0.5, 0.3, 0.2, 0.9, 0.4], "MI is constant"),
+        ([1.0, 2.0, 3.0, 4.0, 5.0], [0.5] * 5, "accuracy is constant"),
+        ([1.0, 1.0, 2.0, 2.0, 2.0], [0.1, 0.2, 0.3, 0.4, 0.5], "fewer than 3 distinct MI"),
+    ],
+)
+def test_degenerate_inputs_never_crash_or_warn(mi, acc, phrase):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = analyse(mi, acc)
+    assert out["verdict"] == "inconclusive"
+    assert phrase in out["reasons"][0]
+    assert out["quadratic"] is None
+
+
+def test_fits_match_numpy_polyfit():
+    mi, acc = table(reverse_u, n=15, noise=0.02, seed=3)
+    quad = fit_quadratic(mi, acc)
+    a, b, c = np.polyfit(mi, acc, 2)
+    assert (quad["a"], quad["b"], quad["c"]) == pytest.approx((a, b, c), rel=1e-9, abs=1e-12)
+    assert quad["peak_mi"] == pytest.approx(-b / (2 * a), rel=1e-9)
+    resid = acc - np.polyval([a, b, c], mi)
+    assert quad["r2"] == pytest.approx(1 - resid @ resid / np.sum((acc - acc.mean()) ** 2), rel=1e-9)
+    out = analyse(mi, acc, n_boot=50)
+    slope, intercept = np.polyfit(mi, acc, 1)
+    assert out["linear"]["slope"] == pytest.approx(slope, rel=1e-9)
+    assert out["linear"]["intercept"] == pytest.approx(intercept, rel=1e-9)
+    assert out["pearson_mi_acc"]["r"] == pytest.approx(stats.pearsonr(mi, acc)[0], rel=1e-9)
+
+
+def test_upward_quadratic_has_no_peak_in_range():
+    mi = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    quad = fit_quadratic(mi, (mi - 3) ** 2)
+    assert quad["peak_mi"] == pytest.approx(3.0)
+    assert quad["a"] > 0 and not quad["peak_in_range"]
+
+
+def test_f_test_against_slow_reference():
+    mi, acc = table(reverse_u, n=10, noise=0.03, seed=5)
+
+    def ssr(deg):
+        design = np.array([[m**p for p in range(deg, -1, -1)] for m in mi])
+        coef = np.linalg.lstsq(design, acc, rcond=None)[0]
+        return sum((acc[i] - design[i] @ coef) ** 2 for i in range(len(mi)))
+
+    f_ref = (ssr(1) - ssr(2)) / (ssr(2) / (len(mi) - 3))
+    f, p = f_test_quadratic_vs_linear(mi, acc)
+    assert f == pytest.approx(f_ref, rel=1e-7)
+    assert p == pytest.approx(1 - stats.f.cdf(f_ref, 1, len(mi) - 3), rel=1e-6)
+
+
+def test_bootstrap_peaks_match_a_polyfit_loop():
+    mi, acc = table(reverse_u, n=12, noise=0.02, seed=7)
+    peaks = bootstrap_peaks(mi, acc, n_boot=40, seed=11)
+    idx = np.random.default_rng(11).integers(0, mi.size, size=(40, mi.size))
+    for row, got in zip(idx, peaks):
+        if np.unique(mi[row]).size < 3:
+            assert math.isnan(got)
+            continue
+        a, b, _ = np.polyfit(mi[row], acc[row], 2)
+        if a >= 0:
+            assert math.isnan(got)
+        else:
+            assert got == pytest.approx(-b / (2 * a), rel=1e-6, abs=1e-9)
+
+
+def test_peak_ci_counts_missing_peaks_as_unbounded():
+    finite = np.arange(1.0, 101.0)  # 100 peaks 1..100
+    assert peak_ci(finite)[0] == [3.0, 98.0]  # order statistics, rounded outwards
+    one_missing = finite.copy()
+    one_missing[50] = np.nan
+    (lo, hi), frac = peak_ci(one_missing)
+    assert lo is not None and hi is not None and frac == pytest.approx(0.01)
+    many_missing = finite.copy()
+    many_missing[:10] = np.nan
+    assert peak_ci(many_missing)[0] == [None, None]
+
+
+def test_ci_without_enough_peaks_blocks_reverse_u():
+    mi, acc = table(reverse_u, n=6, noise=0.05, seed=2)
+    out = analyse(mi, acc, n_boot=N_BOOT)
+    assert out["verdict"] != "reverse_u" or None not in out["peak_ci"]
+
+
+def test_output_is_strict_json_and_deterministic():
+    mi, acc = table(reverse_u, n=8, noise=0.01, seed=1)
+    a, b = analyse(mi, acc, n_boot=100, seed=4), analyse(list(mi), list(acc), n_boot=100, seed=4)
+    assert a == b
+    json.dumps(a, allow_nan=False)
+    assert json.loads(json.dumps(a))["verdict"] in {"reverse_u", "increasing", "decreasing", "inconclusive"}
+
+
+def test_diverged_filter():
+    rows = [
+        {"mi_nats": 1.0, "linear_acc": 0.5, "diverged": 0},
+        {"mi_nats": 2.0, "linear_acc": 0.6, "diverged": 1},
+        {"mi_nats": float("nan"), "linear_acc": 0.6},
+        {"mi_nats": 3.0, "linear_acc": None},
+        {"mi_nats": np.float32(2.5), "linear_acc": 0.7},
+    ]
+    used, excluded = diverged_filter(rows)
+    assert used == [rows[0], rows[4]]
+    assert excluded == [rows[1], rows[2], rows[3]]
+
+
+def test_two_lines_slopes_and_one_sided_p():
+    mi, acc = table(reverse_u, n=20, noise=0.01, seed=9)
+    lines = two_lines(mi, acc, 2.5)
+    left, right = stats.linregress(mi[mi <= 2.5], acc[mi <= 2.5]), stats.linregress(mi[mi >= 2.5], acc[mi >= 2.5])
+    assert lines["left"]["slope"] == pytest.approx(left.slope) and left.slope > 0
+    assert lines["left"]["p"] == pytest.approx(left.pvalue / 2)
+    assert lines["right"]["slope"] == pytest.approx(right.slope) and right.slope < 0
+    assert lines["right"]["p"] == pytest.approx(right.pvalue / 2)
+    wrong_way = two_lines(mi, -acc, 2.5)  # a U, not a reverse-U: one-sided p near 1
+    assert wrong_way["left"]["p"] == pytest.approx(1 - left.pvalue / 2)
+
+
+def test_plateau_passes_the_quadratic_checks_but_not_two_lines():
+    """The case the two-lines condition exists for (see the module docstring)."""
+    mi, acc = table(lambda m: 0.9 - 0.3 * np.exp(-m))
+    out = analyse(mi, acc, n_boot=N_BOOT)
+    assert out["quadratic"]["a"] < 0 and out["quadratic"]["peak_in_range"] and out["quadratic"]["f_p"] < 0.05
+    assert out["two_lines"]["right"]["p"] >= 0.05
+    assert out["verdict"] == "increasing"
+    assert out["reasons"][0] == "increasing: reverse-U fails condition(s) 5 of 5; monotone trend significant"
