@@ -36,6 +36,7 @@ class MlflowTrials(Callback):
         self.tracker: Tracker | None = None
         self.experiment_id = self.parent_run_id = None
         self._runs: dict[str, dict] = {}  # trial id -> {run_id, last_step, logged, checkpoint}
+        self._closed: set[str] = set()  # trials whose run this session ended
 
     def __getstate__(self) -> dict:
         return {"spec": self.spec, "state_file": self.state_file}
@@ -72,6 +73,7 @@ class MlflowTrials(Callback):
 
     def _log_result(self, state: dict, result: dict) -> None:
         step = int(result.get("epoch", result.get("training_iteration", 0)))
+        self._log_start(state, result, step)
         if step <= state["last_step"]:
             return  # logged before a crash of the driver; the trial resumed from an earlier checkpoint
         metrics = {k: result[k] for k in EPOCH_METRICS if k in result}
@@ -85,6 +87,14 @@ class MlflowTrials(Callback):
         state["last_step"] = step
         if result.get("start_epoch"):
             self.tracker.set_tags(state["run_id"], {"viewsearch.resumed_from_epoch": int(result["start_epoch"])})
+
+    def _log_start(self, state: dict, result: dict, step: int) -> None:
+        """``start_epoch`` once per (re)start: its history shows whether a trial ever began again
+        from scratch (a second 0) or resumed from a checkpoint (the epoch it resumed from)."""
+        start = result.get("start_epoch")
+        if start is not None and state.get("start") != start:
+            self.tracker.log_metrics(state["run_id"], {"start_epoch": start}, step)
+            state["start"] = start
 
     def _log_files(self, trial: Any, state: dict) -> None:
         folder = state["checkpoint"] or (trial.checkpoint.path if trial.checkpoint else None)
@@ -120,9 +130,23 @@ class MlflowTrials(Callback):
         self._log_files(trial, state)
         self.tracker.set_tags(state["run_id"], {"ray.status": outcome(last)})
         self.tracker.end(state["run_id"], "FINISHED")
+        self._closed.add(trial.trial_id)
         print(f"{PREFIX} trial {trial.trial_id} finished ({outcome(last)}): "
               f"linear_acc {last.get('linear_acc', float('nan')):.4f} mi_nats {last.get('mi_nats', float('nan')):.3f}",
               flush=True)
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        """Make MLflow agree with the experiment: every trial's run ended, no run without a trial."""
+        for trial in trials:
+            if trial.trial_id in self._closed or trial.status not in ("TERMINATED", "ERROR"):
+                continue
+            run = self.tracker.find_child(self.experiment_id, self.parent_run_id, trial.trial_id)
+            if run is not None and run.info.status == "RUNNING":  # ended while the driver was down
+                (self.on_trial_complete if trial.status == "TERMINATED" else self.on_trial_error)(0, trials, trial)
+        pruned = self.tracker.prune_children(self.experiment_id, self.parent_run_id, {t.trial_id for t in trials})
+        if pruned:
+            print(f"{PREFIX} removed {pruned} MLflow run(s) of trials lost in a crash before Tune recorded them",
+                  flush=True)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
         state = self._run(trial)
@@ -134,6 +158,7 @@ class MlflowTrials(Callback):
         self._log_files(trial, state)
         self.tracker.set_tags(state["run_id"], {"ray.status": "error", "ray.error": _error_text(trial)})
         self.tracker.end(state["run_id"], "FAILED")
+        self._closed.add(trial.trial_id)
         print(f"{PREFIX} trial {trial.trial_id} FAILED: {_error_text(trial)[:300]}", flush=True)
 
 

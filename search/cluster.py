@@ -17,6 +17,7 @@ every node must see the same files (one machine or a shared filesystem) -- as it
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,13 +53,27 @@ def target_address(cli_address: str | None) -> str | None:
     return cli_address or os.environ.get("RAY_ADDRESS") or None
 
 
+def prepare_auth(address: str | None) -> None:
+    """Joining an existing cluster: bring this machine's token unless the user chose a mode.
+
+    Called before Ray is imported, because Ray caches its configuration (the auth mode with it);
+    if it was imported already, its cached configuration is refreshed the way Ray does itself.
+    """
+    if not address or "RAY_AUTH_MODE" in os.environ or not token_available():
+        return
+    os.environ["RAY_AUTH_MODE"] = "token"
+    if "ray" in sys.modules:
+        from ray._raylet import Config
+
+        Config.initialize("")
+
+
 def connect(address: str | None, num_cpus: int | None = None, quiet: bool = False) -> RayInfo:
     import ray
 
     runtime_env = {"env_vars": {"PYTHONPATH": _pythonpath()}}
     if address:
-        if "RAY_AUTH_MODE" not in os.environ and token_available():
-            os.environ["RAY_AUTH_MODE"] = "token"
+        prepare_auth(address)
         ctx = ray.init(address=address, runtime_env=runtime_env, log_to_driver=not quiet)
         started = False
     else:
@@ -75,7 +90,7 @@ def connect(address: str | None, num_cpus: int | None = None, quiet: bool = Fals
     if url and not url.startswith("http"):
         url = "http://" + url
     return RayInfo(
-        address=ctx.address_info.get("gcs_address") or address or "",
+        address=address or ctx.address_info.get("gcs_address") or "",  # as the user wrote it, when joining
         started_local=started,
         dashboard_url=url,
         token_auth=os.environ.get("RAY_AUTH_MODE", "").lower() == "token",

@@ -29,6 +29,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from search.cluster import prepare_auth, target_address
 from search.paths import Paths, paths_for
 from search.spec import Spec, SpecError, domain_values, load_spec
 from trainers.config import flatten
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = load_spec(args.spec, args.overrides)
         paths = paths_for(spec)
+        prepare_auth(target_address(args.address))  # before anything imports Ray
         plan = plan_run(spec, paths, args.fresh)
         data = load_checked_data(spec)
     except SpecError as err:
@@ -141,13 +143,13 @@ def execute(spec: Spec, paths: Paths, plan: Plan, data, address: str | None) -> 
         experiment_id = tracker.experiment_id(spec.experiment)
         parent = open_parent(spec, paths, plan, tracker, experiment_id, info)
         results = fit(spec, paths, plan, data)
-        status = "FINISHED" if _all_done(results) else "KILLED"
+        status = search_status(results)
         print_summary(results, spec, paths, store, experiment_id, parent)
     except KeyboardInterrupt:
         status = "KILLED"
         print("\ninterrupted: rerun the same command to resume", file=sys.stderr)
         return EXIT_RUNTIME
-    except Exception as err:  # a runtime failure: say what, keep the traceback for debugging
+    except Exception as err:  # noqa: BLE001 -- any failure past this point is a runtime failure, exit 1
         import traceback
 
         traceback.print_exc()
@@ -157,10 +159,14 @@ def execute(spec: Spec, paths: Paths, plan: Plan, data, address: str | None) -> 
         if parent is not None:
             tracker.close_search(experiment_id, parent, status)
         cluster.disconnect(info)
+    if status == "FAILED":
+        print("some trials failed after their retries (the error is in each MLflow run's ray.error tag); "
+              "rerun the same command to retry them from their last checkpoint", file=sys.stderr)
+        return EXIT_RUNTIME
     if status != "FINISHED":
         print("some trials did not finish: rerun the same command to resume them", file=sys.stderr)
         return EXIT_RUNTIME
-    return build_report(spec, store.uri)
+    return build_report(spec, paths, store.uri)
 
 
 def open_parent(spec: Spec, paths: Paths, plan: Plan, tracker, experiment_id: str, info) -> str:
@@ -210,7 +216,7 @@ def run_tags(info) -> dict[str, str]:
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+        out = subprocess.run(["git", "rev-parse", "HEAD"], check=False, cwd=Path(__file__).parent, capture_output=True,
                              text=True, timeout=10)
         return out.stdout.strip() or "none (no commit yet)"
     except (OSError, subprocess.SubprocessError):
@@ -253,10 +259,13 @@ def fit(spec: Spec, paths: Paths, plan: Plan, data):
     return tuner.fit()
 
 
-def _all_done(results) -> bool:
+def search_status(results) -> str:
+    """The parent run's end state: FINISHED, FAILED (a trial errored) or KILLED (some unfinished)."""
     from search.summary import rows
 
-    return all(r.status != "error" for r in rows(results)) and results.num_terminated == len(results)
+    if any(r.status == "error" for r in rows(results)):
+        return "FAILED"
+    return "FINISHED" if results.num_terminated == len(results) else "KILLED"
 
 
 # --------------------------------------------------------------------------- output
@@ -276,7 +285,7 @@ def _banner(spec: Spec, paths: Paths, plan: Plan, info, tracking_uri: str) -> st
 
 
 def print_summary(results, spec: Spec, paths: Paths, store, experiment_id: str, parent: str) -> None:
-    from search.summary import fmt, best, rows, table
+    from search.summary import best, fmt, rows, table
 
     trial_rows = rows(results)
     print("\n" + table(trial_rows))
@@ -290,7 +299,7 @@ def print_summary(results, spec: Spec, paths: Paths, store, experiment_id: str, 
     print(f"Compare the trials in the MLflow UI:\n  {store.ui_command()}\n  then open {store.runs_url(experiment_id)}")
 
 
-def build_report(spec: Spec, tracking_uri: str) -> int:
+def build_report(spec: Spec, paths: Paths, tracking_uri: str) -> int:
     """The InfoMin analysis, if the analysis package provides it (a missing module is a note)."""
     try:
         from analysis.report import build_report as build
@@ -298,8 +307,8 @@ def build_report(spec: Spec, tracking_uri: str) -> int:
         print(f"\nnote: no InfoMin report: analysis.report is not available ({err})")
         return EXIT_OK
     try:
-        path = build(spec.experiment, tracking_uri)
-    except Exception as err:  # the search itself is safe in MLflow; say how to retry the report
+        path = build(spec.experiment, tracking_uri, runs_dir=paths.root)
+    except Exception as err:  # noqa: BLE001 -- the search is safe in MLflow; say how to retry the report
         print(f"error: the report failed: {err}\n  retry: python -m analysis.report --experiment {spec.experiment} "
               f"--tracking-uri {tracking_uri}", file=sys.stderr)
         return EXIT_RUNTIME

@@ -66,7 +66,7 @@ class SearchConfig(_Section):
     max_failures: int = Field(2, ge=0, le=100, description="retries of a crashed trial from its last checkpoint")
 
     @model_validator(mode="after")
-    def _mode(self) -> "SearchConfig":
+    def _mode(self) -> SearchConfig:
         natural = EPOCH_METRICS[self.metric]
         if self.mode is None:
             self.mode = natural

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 
-
 @dataclass(frozen=True)
 class TrialRow:
     trial_id: str
@@ -75,7 +74,7 @@ def table(trial_rows: list[TrialRow]) -> str:
         for r in trial_rows
     ]
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
-    line = lambda row: "  ".join(cell.ljust(w) for cell, w in zip(row, widths))  # noqa: E731
+    line = lambda row: "  ".join(cell.ljust(w) for cell, w in zip(row, widths))
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, body)])
 
 

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from search.paths import Paths
 from search.spec import Spec
@@ -154,9 +155,11 @@ class Tracker:
             self.client.set_tag(run_id, key, value)
 
     def run_exists(self, run_id: str) -> bool:
+        from mlflow.exceptions import MlflowException
+
         try:
             return self.client.get_run(run_id).info.lifecycle_stage == "active"
-        except Exception:
+        except MlflowException:
             return False
 
     # ------------------------------------------------------------------ children
@@ -233,6 +236,20 @@ class Tracker:
             self.end(run.info.run_id, "KILLED")
         self.end(parent_id, status)
         return len(left)
+
+    def prune_children(self, experiment_id: str, parent_id: str, trial_ids: set[str]) -> int:
+        """Soft-delete child runs of trials the experiment does not have.
+
+        A driver killed just after starting a trial but before Tune snapshotted it leaves a run
+        for a trial that the resumed experiment never knew; the searcher samples a new trial in
+        its place, so that run would be a duplicate.
+        """
+        stale = [r for r in self.children(experiment_id, parent_id) if r.data.tags.get(TAG_TRIAL_ID) not in trial_ids]
+        for run in stale:
+            if run.info.status == "RUNNING":
+                self.end(run.info.run_id, "KILLED")
+            self.client.delete_run(run.info.run_id)
+        return len(stale)
 
     def delete_search(self, experiment_id: str, parent_id: str) -> int:
         """``--fresh``: soft-delete an old search (parent and children; ``mlflow gc`` purges them)."""

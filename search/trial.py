@@ -22,8 +22,9 @@ import json
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 
@@ -55,9 +56,7 @@ def measure_views(trainer: Any, cfg: TrainConfig) -> dict[str, float]:
         return {}
     from analysis.mi import MIProtocol, view_mi
 
-    m = cfg.mi
-    protocol = MIProtocol(estimator=m.estimator, steps=m.steps, batch_size=m.batch_size, pairs=m.pairs, lr=m.lr,
-                          seed=m.seed)
+    protocol = MIProtocol.from_config(cfg.mi)
     est = view_mi(trainer.data.train_x, cfg.views, trainer.data.channels, protocol=protocol, device=trainer.device)
     return {"mi_nats": float(est.nats), "mi_cap_nats": float(est.cap_nats)}
 

@@ -39,7 +39,7 @@ def search_cmd(spec: Path, *args: str) -> list[str]:
 
 
 def run_search(cwd: Path, spec: Path, *args: str, timeout: float = 420, env: dict | None = None):
-    return subprocess.run(search_cmd(spec, *args), cwd=cwd, env=env or cli_env(), capture_output=True, text=True,
+    return subprocess.run(search_cmd(spec, *args), check=False, cwd=cwd, env=env or cli_env(), capture_output=True, text=True,
                           timeout=timeout)
 
 

@@ -75,9 +75,9 @@ def make_search(tracker: Tracker, folder: Path) -> tuple[str, str, Path]:
     return exp, parent, state
 
 
-def fake_trial(trial_id: str, checkpoint: Path | None = None, last: dict | None = None):
+def fake_trial(trial_id: str, checkpoint: Path | None = None, last: dict | None = None, status: str = "RUNNING"):
     config = {"views.strength": 0.5, "negatives.lower": 0.0, "negatives.upper": 0.5}
-    return SimpleNamespace(trial_id=trial_id, config=config, last_result=last or {},
+    return SimpleNamespace(trial_id=trial_id, config=config, last_result=last or {}, status=status,
                            checkpoint=SimpleNamespace(path=str(checkpoint)) if checkpoint else None,
                            run_metadata=SimpleNamespace(num_failures=1), error_file=None)
 
@@ -120,6 +120,8 @@ def test_one_run_per_trial_across_a_driver_restart(store, tmp_path):
     assert run.info.status == "FINISHED" and run.info.run_name == "s=0.50 ring=[0.00,0.50]"
     assert [m.step for m in store.client.get_metric_history(run.info.run_id, "knn_acc")] == [1, 2, 3]
     assert len(store.client.get_metric_history(run.info.run_id, "mi_nats")) == 1
+    starts = sorted(store.client.get_metric_history(run.info.run_id, "start_epoch"), key=lambda m: m.timestamp)
+    assert [m.value for m in starts] == [0.0, 1.0]  # began at 0, resumed once from epoch 1
     assert set(FINAL) <= set(run.data.metrics) and set(EPOCH) <= set(run.data.metrics)
     assert set(flatten(TrainConfig())) <= set(run.data.params)
     assert run.data.params["views.strength"] == "0.5"
@@ -232,3 +234,35 @@ def test_mlflow_server_serves_the_runs(tiny_search, tmp_path):
         metrics = {m["key"] for m in run["data"]["metrics"]}
         assert {"views.strength", "negatives.lower", "negatives.upper", "trainer.lr", "method.name"} <= params
         assert set(FINAL) <= metrics
+
+
+def test_experiment_end_reconciles_runs_with_trials(store, tmp_path):
+    exp, parent, state = make_search(store, tmp_path)
+    cb = MlflowTrials(SPEC, state)
+    cb.setup()
+    kept, lost = fake_trial("keep1", status="TERMINATED"), fake_trial("lost1")
+    for trial in (kept, lost):
+        cb.on_trial_start(0, [], trial)
+    cb.on_experiment_end([kept])  # keep1 ended while no driver listened: its run is closed now
+    assert [(r.data.tags["ray.trial_id"], r.info.status) for r in store.children(exp, parent)] == \
+        [("keep1", "FINISHED")]
+
+
+def test_fresh_search_replaces_the_old_one(store, tmp_path, monkeypatch):
+    from search import run
+
+    spec = validate_spec({**yaml.safe_load(TINY_SPEC), "experiment": "unit"})
+    paths = paths_for(spec, tmp_path)
+    exp, old_parent, state = make_search(store, tmp_path)
+    cb = MlflowTrials(spec, state)
+    cb.setup()
+    cb.on_trial_start(0, [], fake_trial("old1"))
+    paths.ray_experiment.mkdir(parents=True)
+    monkeypatch.setattr(run, "run_tags", lambda info: {"host": "h"})
+    plan = run.Plan("fresh", {"parent_run_id": old_parent, "experiment_id": exp})
+    parent = run.open_parent(spec, paths, plan, store, exp, info=None)
+    assert parent != old_parent and not store.run_exists(old_parent) and store.children(exp, old_parent) == []
+    assert not paths.ray_storage.exists()
+    saved = json.loads(paths.state_file.read_text())
+    assert saved["parent_run_id"] == parent and saved["fingerprint"] == spec.fingerprint()
+    assert saved["tracking_uri"] == store.store.uri
