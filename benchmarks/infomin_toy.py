@@ -23,10 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers.config import get_path, is_domain, load_train_config, load_yaml  # noqa: E402
-from trainers.data import load_data  # noqa: E402
-from trainers.toy import FACTORS, chance_level  # noqa: E402
-from trainers.train import Trainer  # noqa: E402
+from trainers.config import get_path, is_domain, load_train_config, load_yaml
+from trainers.data import load_data
+from trainers.toy import FACTORS, n_values
+from trainers.train import Trainer
 
 RANDOM_INIT = "random init"
 COLUMNS = [f"linear_acc_{f}" for f in FACTORS]
@@ -52,11 +52,21 @@ def run_row(spec: str, overrides: list[str], data, train: bool) -> dict:
     return result
 
 
-def markdown(rows: dict[str, dict]) -> str:
+def claim_holds(rows: dict[str, dict], subsets: dict[str, list[str]]) -> dict[str, bool]:
+    """Per factor: does a row whose views share it beat every trained row whose views do not?"""
+    out = {}
+    for f in FACTORS:
+        shares = [rows[n][f"linear_acc_{f}"] for n, s in subsets.items() if f in s]
+        others = [rows[n][f"linear_acc_{f}"] for n, s in subsets.items() if f not in s]
+        out[f] = bool(shares) and (not others or max(shares) > max(others))
+    return out
+
+
+def markdown(rows: dict[str, dict], chance: dict[str, float]) -> str:
     """Rows = shared subset; the best trained row of each column in bold."""
     trained = [name for name in rows if name != RANDOM_INIT]
     best = {c: max(trained, key=lambda n: rows[n][c]) for c in COLUMNS}
-    head = "| views share | " + " | ".join(f"{c} (chance {chance_level(c.split('_')[-1]):.3f})" for c in COLUMNS)
+    head = "| views share | " + " | ".join(f"{c} (chance {chance[c.removeprefix('linear_acc_')]:.3f})" for c in COLUMNS)
     lines = [head + " | wall s |", "|---" * (len(COLUMNS) + 2) + "|"]
     for name, r in rows.items():
         cells = [f"**{r[c]:.3f}**" if best[c] == name else f"{r[c]:.3f}" for c in COLUMNS]
@@ -77,23 +87,26 @@ def main() -> None:
     common = list(args.overrides)
     common += [f"trainer.epochs={args.epochs}"] if args.epochs else []
     common += [f"dataset.subset={args.subset}"] if args.subset else []
+    wall = time.perf_counter()
     subsets = spec_subsets(args.spec)
     base = load_train_config(args.spec, common + [f"views.shared={json.dumps(subsets[0])}"])
     data = load_data(base.dataset)
     print(f"infomin_toy: {data.train_x.shape[0]} train / {data.test_x.shape[0]} test images, "
           f"{base.trainer.epochs} epochs, threads {base.trainer.threads or torch.get_num_threads()}", file=sys.stderr)
-    wall = time.perf_counter()
     rows: dict[str, dict] = {}
     if not args.no_baseline:
         rows[RANDOM_INIT] = run_row(args.spec, common + [f"views.shared={json.dumps(subsets[0])}"], data, False)
-    for shared in subsets:
-        name = row_name(shared)
+    names = {row_name(shared): shared for shared in subsets}
+    for name, shared in names.items():
         rows[name] = run_row(args.spec, common + [f"views.shared={json.dumps(shared)}"], data, True)
         print(f"== {name}: " + ", ".join(f"{c} {rows[name][c]:.3f}" for c in COLUMNS), file=sys.stderr)
     wall = time.perf_counter() - wall
 
-    print("\n" + markdown(rows))
-    print(f"\ntotal wall time {wall:.0f} s", file=sys.stderr)
+    chance = {f: 1 / n_values(data, f) for f in FACTORS}
+    claim = claim_holds(rows, names)
+    print("\n" + markdown(rows, chance))
+    print("\nshared factor read out best: " + ", ".join(f"{f} {'yes' if ok else 'NO'}" for f, ok in claim.items()))
+    print(f"\ntotal wall time {wall:.0f} s (data rendering included)", file=sys.stderr)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.node(), "processor": platform.processor() or platform.machine(),
@@ -101,8 +114,8 @@ def main() -> None:
             "device": "cpu" if not torch.cuda.is_available() else torch.cuda.get_device_name(),
             "spec": args.spec, "overrides": common, "train_images": int(data.train_x.shape[0]),
             "test_images": int(data.test_x.shape[0]), "epochs": base.trainer.epochs, "wall_s": wall,
-            "chance": {f: chance_level(f) for f in FACTORS}}
-    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+            "chance": chance}
+    out.write_text(json.dumps({"meta": meta, "results": rows, "shared_factor_best": claim}, indent=2))
 
 
 if __name__ == "__main__":

@@ -52,7 +52,10 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=None)
     parser.add_argument("--arms", nargs="*", default=list(ARMS), choices=list(ARMS))
     parser.add_argument("--out", default="benchmarks/results/quality.json")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     common = []
     if args.epochs:

@@ -88,7 +88,7 @@ def measure_views(args, device, out: dict) -> None:
     t_ours = median_time(lambda: pipe(x), device, args.warmup, args.reps)
     out["b_views_eager"] = {"seconds": t_ours, "imgs_per_s": args.batch / t_ours}
     if args.compile:
-        compiled = torch.compile(pipe.__call__, mode="max-autotune-no-cudagraphs" if device.type == "cuda" else None)
+        compiled = torch.compile(pipe.__call__, mode="reduce-overhead" if device.type == "cuda" else None)
         start = time.perf_counter()
         compiled(x)
         sync(device)
@@ -97,9 +97,9 @@ def measure_views(args, device, out: dict) -> None:
         out["b_views_compiled"] = {"seconds": t_c, "imgs_per_s": args.batch / t_c}
 
 
-def measure_steps(args, device, out: dict, compile_model: bool) -> None:
-    suffix = "_compiled" if compile_model else ""
-    cfg = config(args, compile=compile_model)
+def measure_steps(args, device, out: dict, compile_model: bool, compile_views: bool = False) -> None:
+    suffix = ("_compiled_model" if compile_model else "") + ("_compiled_views" if compile_views else "")
+    cfg = config(args, compile=compile_model, compile_views=compile_views)
     data = synthetic_bundle(max(4 * args.batch, 2048), args.channels, args.size, device)
     trainer = Trainer(cfg, data)
     idx = torch.arange(args.batch, device=device)
@@ -115,11 +115,12 @@ def measure_steps(args, device, out: dict, compile_model: bool) -> None:
         loss.backward()
         trainer.optimizer.step()
 
-    if compile_model:
+    if compile_model or compile_views:
         start = time.perf_counter()
         model_step()
+        trainer._step(idx)
         sync(device)
-        out["model_compile_seconds"] = time.perf_counter() - start
+        out[f"compile_seconds{suffix}"] = time.perf_counter() - start
     t_model = median_time(model_step, device, args.warmup, args.reps)
     out[f"c_model_step{suffix}"] = {"seconds": t_model, "imgs_per_s": args.batch / t_model}
     perm = torch.randperm(data.train_x.shape[0], device=device)[: args.batch]
@@ -183,6 +184,15 @@ def measure_sharing(args, out: dict) -> None:
     out["f_sharing"] = res
 
 
+def guarded(out: dict, name: str, fn) -> None:
+    """One failed measurement is recorded, not fatal: the others still run and are written."""
+    try:
+        fn()
+    except Exception as err:  # noqa: BLE001
+        out[f"error_{name}"] = f"{type(err).__name__}: {err}"
+        print(f"  {name} failed: {out[f'error_{name}']}", file=sys.stderr)
+
+
 def print_table(out: dict, meta: dict) -> None:
     print(f"\n{meta['device_name']} | {meta['model']} | batch {meta['batch']} | {meta['size']} px x{meta['channels']}")
     print("| measurement | ms | images/s | note |\n|---|---|---|---|")
@@ -200,9 +210,11 @@ def print_table(out: dict, meta: dict) -> None:
         print(f"| views share of full step (eager) | | | {100 * share:.1f}% |")
     for procs, val in out.get("f_sharing", {}).items():
         print(f"| f_{procs}_process(es) | | {val['total_imgs_per_s']:,.0f} | total over processes |")
-    for key in ("b_views_compile_seconds", "model_compile_seconds"):
-        if key in out:
-            print(f"| {key} | | | {out[key]:.1f} s |")
+    for key, val in out.items():
+        if "compile_seconds" in key:
+            print(f"| {key} | | | {val:.1f} s |")
+        if key.startswith("error_"):
+            print(f"| {key} | | | {val[:80]} |")
 
 
 def main() -> None:
@@ -233,15 +245,16 @@ def main() -> None:
             "size": args.size, "channels": args.channels, "bf16": cuda, "channels_last": cuda}
     out: dict = {}
     print("(a, b) views ...", file=sys.stderr)
-    measure_views(args, device, out)
+    guarded(out, "views", lambda: measure_views(args, device, out))
     print("(c, d) steps ...", file=sys.stderr)
-    measure_steps(args, device, out, compile_model=False)
+    guarded(out, "steps", lambda: measure_steps(args, device, out, compile_model=False))
     if cuda and args.compile:
-        measure_steps(args, device, out, compile_model=True)
+        guarded(out, "steps_cv", lambda: measure_steps(args, device, out, compile_model=False, compile_views=True))
+        guarded(out, "steps_cmv", lambda: measure_steps(args, device, out, compile_model=True, compile_views=True))
     print("(e) ring ...", file=sys.stderr)
-    measure_ring(args, device, out)
+    guarded(out, "ring", lambda: measure_ring(args, device, out))
     print("(f) sharing ...", file=sys.stderr)
-    measure_sharing(args, out)
+    guarded(out, "sharing", lambda: measure_sharing(args, out))
     print_table(out, meta)
     path = Path(args.out or f"benchmarks/results/throughput_{'cuda' if cuda else 'cpu'}.json")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -77,8 +77,8 @@ class MlflowTrials(Callback):
         if step <= state["last_step"]:
             return  # logged before a crash of the driver; the trial resumed from an earlier checkpoint
         metrics = {k: result[k] for k in EPOCH_METRICS if k in result}
-        if "linear_acc" in result:
-            metrics["linear_acc"] = result["linear_acc"]
+        # final probes: linear_acc, and one linear_acc_<factor> per known factor (infomin_toy)
+        metrics.update({k: v for k, v in result.items() if k.startswith("linear_acc")})
         for key in ONCE_METRICS:
             if key in result and key not in state["logged"]:
                 metrics[key] = result[key]

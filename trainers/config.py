@@ -71,7 +71,7 @@ class DatasetConfig(_Section):
 
 class ModelConfig(_Section):
     backbone: Literal["convnet", "resnet18_cifar"] = "convnet"
-    width: int = Field(64, ge=8, le=512, description="convnet base width")
+    width: int = Field(16, ge=8, le=512, description="convnet base width (channels 16-32-64: the CPU default)")
     proj_dim: int = Field(128, ge=8, le=4096)
     proj_hidden: int = Field(512, ge=8, le=8192)
 
@@ -175,6 +175,7 @@ class TrainerConfig(_Section):
     seed: int = Field(0, ge=0, le=2**31 - 1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False
+    compile_views: bool = Field(False, description="torch.compile the view pipeline (CUDA graphs on CUDA)")
     max_steps: int | None = Field(None, ge=1, description="stop each epoch after this many steps (dry runs)")
     threads: int | None = Field(None, ge=1, le=256, description="torch CPU threads; None = torch's default")
 

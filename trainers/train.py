@@ -66,9 +66,14 @@ class Trainer:
             raise SpecError("trainer.batch_size", f"{cfg.trainer.batch_size} exceeds the {n} training images")
         self.views = ViewPipeline(cfg.views, self.data.channels)
         self.pairs = make_pair_renderer(cfg, self.data)
+        self.make_views = self.views.__call__
+        if cfg.trainer.compile_views:  # removes the views' kernel-launch overhead, the GPU bottleneck
+            mode = "reduce-overhead" if self.device.type == "cuda" else None
+            self.make_views = torch.compile(self.views.__call__, mode=mode)
         self.encoder = build_encoder(cfg.model, self.data.channels, self.device)
         self.method = build_method(self.encoder, cfg.method, n).to(self.device)
-        self.model = torch.compile(self.encoder) if cfg.trainer.compile else self.encoder
+        if cfg.trainer.compile:  # in place: the method calls this module and its state_dict keys stay the same
+            self.encoder.compile()
         self.optimizer = self._optimizer()
         self.steps_per_epoch = n // cfg.trainer.batch_size
         if cfg.trainer.max_steps:
@@ -100,7 +105,7 @@ class Trainer:
         elif self.method.views_per_step == 1:
             v1, v2 = self.views.view(x.float().div(255))[0], None
         else:
-            batch = self.views(x)
+            batch = self.make_views(x)
             v1, v2 = batch.v1, batch.v2
         if self.device.type == "cuda":
             v1 = v1.contiguous(memory_format=torch.channels_last)
