@@ -1,7 +1,8 @@
 """Encoders and the projection head.
 
-The small ConvNet is the CPU default (a SimCLR step at batch 256 on 28 px runs at roughly 860
-images/s on 2 cores); ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool) is the
+The small ConvNet (width 16: 16-32-64 channels, 64-d features) is the CPU default: SimCLR at
+batch 256 on 28 px trains at about 830 images/s on one core of the 2-core VM
+(benchmarks/quality.py); ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool) is the
 papers' encoder for 32 px images. The representation that is evaluated is the backbone's pooled
 output; the projection head only serves the contrastive loss (SimCLR's finding).
 """
