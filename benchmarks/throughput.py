@@ -228,11 +228,11 @@ def main() -> None:
     cuda = torch.cuda.is_available() and not args.cpu
     device = torch.device("cuda" if cuda else "cpu")
     defaults = (
-        dict(backbone="resnet18_cifar", width=64, batch=512, size=32, channels=3, bank=50_000, warmup=10, reps=20,
-             share=[1, 2, 4], share_seconds=15.0, compile=not args.no_compile)
+        {"backbone": "resnet18_cifar", "width": 64, "batch": 512, "size": 32, "channels": 3, "bank": 50_000,
+         "warmup": 10, "reps": 20, "share": [1, 2, 4], "share_seconds": 15.0, "compile": not args.no_compile}
         if cuda
-        else dict(backbone="convnet", width=32, batch=256, size=28, channels=1, bank=50_000, warmup=2, reps=5,
-                  share=[1, 2], share_seconds=8.0, compile=False)
+        else {"backbone": "convnet", "width": 16, "batch": 256, "size": 28, "channels": 1, "bank": 50_000,
+              "warmup": 2, "reps": 5, "share": [1, 2], "share_seconds": 8.0, "compile": False}
     )
     for k, v in defaults.items():
         if getattr(args, k, None) is None:
@@ -241,7 +241,7 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if cuda else f"CPU ({platform.processor() or platform.machine()}, {args.threads} threads)"
     if not cuda:
         print("no CUDA device: measuring on the CPU at reduced sizes", file=sys.stderr)
-    meta = {"device_name": name, "torch": torch.__version__, "model": args.backbone, "batch": args.batch,
+    meta = {"device_name": name, "torch": torch.__version__, "model": args.backbone, "width": args.width, "batch": args.batch,
             "size": args.size, "channels": args.channels, "bf16": cuda, "channels_last": cuda}
     out: dict = {}
     print("(a, b) views ...", file=sys.stderr)

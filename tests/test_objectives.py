@@ -1,5 +1,6 @@
 """Losses, ring selection and schedules against slow, obvious references written here."""
 
+import itertools
 import math
 
 import pytest
@@ -147,4 +148,4 @@ def test_schedules_at_chosen_steps():
     for sched in (lin, step, exp):
         assert all(sched.bounds(s)[0] == sched.lower for s in range(0, 120, 7))
         ups = [sched.bounds(s)[1] for s in range(120)]
-        assert all(a >= b for a, b in zip(ups, ups[1:]))  # the upper bound only anneals down
+        assert all(a >= b for a, b in itertools.pairwise(ups))  # the upper bound only anneals down

@@ -52,7 +52,7 @@ def test_planted_reverse_u_gets_its_verdict_and_files(tmp_path):
 def test_too_few_trials_is_a_report_without_a_verdict(tmp_path):
     uri = make_store(tmp_path, "small", [(0.1, 3.0, 0.8), (0.9, 1.0, 0.82)])
     proc = subprocess.run([sys.executable, "-m", "analysis.report", "--experiment", "small", "--tracking-uri", uri],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "runs" / "small" / "report" / "summary.json").read_text())
@@ -63,7 +63,7 @@ def test_too_few_trials_is_a_report_without_a_verdict(tmp_path):
 def test_unknown_experiment_exits_2(tmp_path):
     uri = make_store(tmp_path, "exists", [])
     proc = subprocess.run([sys.executable, "-m", "analysis.report", "--experiment", "nope", "--tracking-uri", uri],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 2 and "nope" in proc.stderr
     assert not (tmp_path / "runs").exists()
