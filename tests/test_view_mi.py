@@ -1,5 +1,6 @@
 """View MI on real data: it falls as the views get stronger, and repeats for the same seed."""
 
+import itertools
 import math
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def test_view_mi_falls_with_strength_and_repeats(images):
         torch.set_num_threads(threads)
     nats = [e.nats for e in est]
     assert all(math.isfinite(n) and n <= e.cap_nats for n, e in zip(nats, est))
-    assert all(a > b for a, b in zip(nats, nats[1:])), nats  # strictly falling
+    assert all(a > b for a, b in itertools.pairwise(nats)), nats  # strictly falling
     assert nats[0] - nats[-1] > 2.0, nats  # and by a lot: identical views against InfoMin-Aug-level ones
     assert est[0].saturated  # strength 0 = two identical copies: at the log K cap
     assert again.nats == pytest.approx(est[2].nats, abs=0.05)  # the same config and seed: the same value
