@@ -22,7 +22,7 @@ def test_gpu_spec_dry_run_on_synthetic_data(name):
     dry = [
         "dataset.name=synthetic", "dataset.channels=3", "dataset.image_size=32", "dataset.subset=32",
         "dataset.test_subset=16", "trainer.device=cpu", "trainer.epochs=1", "trainer.max_steps=1",
-        "trainer.batch_size=16", "search.grace_period=1",
+        "trainer.batch_size=16", "search.grace_period=1", "trainer.compile_views=false",
     ]
     spec = load_spec(Path(__file__).resolve().parents[1] / "spaces" / f"{name}.yaml", dry)
     assert spec.train.model.backbone == "resnet18_cifar" and spec.resources.gpu >= 1
