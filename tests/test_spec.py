@@ -30,8 +30,9 @@ def test_flagship_spec_is_valid():
     assert spec.train.dataset.name == "fashion_mnist"
     assert spec.train.method.name == "simclr" and spec.train.model.backbone == "convnet"
     assert spec.domains["views.strength"] == {"uniform": [0, 1]}
-    assert {"negatives.lower", "negatives.upper"} <= set(spec.domains)
-    assert spec.search.algorithm == "optuna" and spec.search.scheduler == "asha"
+    assert set(spec.domains) == {"views.strength"}  # a clean InfoMin test: only the views vary
+    assert spec.search.algorithm == "optuna" and spec.search.num_samples >= 8
+    assert spec.search.scheduler == "none"  # every trial keeps its final linear probe for the fit
 
 
 def test_overrides_go_through_the_same_schema(tiny_spec):
