@@ -97,15 +97,14 @@ class Trainer:
     # ------------------------------------------------------------------ training
 
     def _step(self, idx: torch.Tensor) -> torch.Tensor:
-        x = self.data.train_x[idx]
         lower, upper = self.schedule.bounds(self.global_step)
         if self.pairs is not None:  # a dataset that renders its own view pairs from known factors
             v1, v2 = self.pairs(idx)
             v2 = None if self.method.views_per_step == 1 else v2
         elif self.method.views_per_step == 1:
-            v1, v2 = self.views.view(x.float().div(255))[0], None
+            v1, v2 = self.views.view(self.data.train_x[idx].float().div(255))[0], None
         else:
-            batch = self.make_views(x)
+            batch = self.make_views(self.data.train_x[idx])
             v1, v2 = batch.v1, batch.v2
         if self.device.type == "cuda":
             v1 = v1.contiguous(memory_format=torch.channels_last)
