@@ -72,6 +72,7 @@ class DatasetConfig(_Section):
 class ModelConfig(_Section):
     backbone: Literal["convnet", "resnet18_cifar"] = "convnet"
     width: int = Field(16, ge=8, le=512, description="convnet base width (channels 16-32-64: the CPU default)")
+    depth: int = Field(3, ge=1, le=5, description="convnet stages, each doubling the channels and halving the size")
     proj_dim: int = Field(128, ge=8, le=4096)
     proj_hidden: int = Field(512, ge=8, le=8192)
 
@@ -172,6 +173,10 @@ class TrainerConfig(_Section):
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     optimizer: Literal["adam", "sgd"] = "adam"
     weight_decay: float = Field(1e-6, ge=0.0, le=1.0)
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="cosine: linear warm-up, then cosine decay to 0 over the configured epochs"
+    )
+    warmup_epochs: float = Field(0.0, ge=0.0, le=1000.0, description="linear warm-up length (cosine only)")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compile: bool = False

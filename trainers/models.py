@@ -9,6 +9,8 @@ output; the projection head only serves the contrastive loss (SimCLR's finding).
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -21,20 +23,17 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class ConvNet(nn.Module):
-    """Three conv stages (width, 2w, 4w), each halving the resolution, then global average pooling."""
+    """``depth`` conv stages (width, 2w, 4w, ...), a 2x max-pool between stages, then global
+    average pooling: the representation is ``width * 2**(depth-1)``-dimensional."""
 
-    def __init__(self, in_channels: int, width: int = 64):
+    def __init__(self, in_channels: int, width: int = 16, depth: int = 3):
         super().__init__()
-        self.features = nn.Sequential(
-            conv_block(in_channels, width),
-            nn.MaxPool2d(2),
-            conv_block(width, 2 * width),
-            nn.MaxPool2d(2),
-            conv_block(2 * width, 4 * width),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        self.out_dim = 4 * width
+        channels = [width * 2**i for i in range(depth)]
+        layers: list[nn.Module] = [conv_block(in_channels, channels[0])]
+        for c_in, c_out in itertools.pairwise(channels):
+            layers += [nn.MaxPool2d(2), conv_block(c_in, c_out)]
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.out_dim = channels[-1]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.features(x)
@@ -70,7 +69,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: ModelConfig, in_channels: int):
         super().__init__()
         if cfg.backbone == "convnet":
-            self.backbone = ConvNet(in_channels, cfg.width)
+            self.backbone = ConvNet(in_channels, cfg.width, cfg.depth)
         else:
             self.backbone = resnet18_cifar(in_channels)
         self.head = ProjectionHead(self.backbone.out_dim, cfg.proj_hidden, cfg.proj_dim)

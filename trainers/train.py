@@ -41,6 +41,20 @@ def make_pair_renderer(cfg: TrainConfig, data: DataBundle) -> Callable[[torch.Te
     return ToyPairs(data, cfg.views)
 
 
+def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
+    """Multiplier of the base learning rate at ``step`` (0-based) of ``total``.
+
+    A pure function of the step rather than a stateful torch scheduler, so a resumed training
+    lands on exactly the rate it would have had.
+    """
+    if kind == "constant":
+        return 1.0
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 class DeviceUnavailable(Exception):
     """``trainer.device: cuda`` on a machine without CUDA: an error, not a silent CPU run."""
 
@@ -83,6 +97,9 @@ class Trainer:
         self.schedule = make_schedule(
             neg.lower, neg.upper, neg.anneal, neg.anneal_start, anneal_epochs * self.steps_per_epoch
         )
+        t = cfg.trainer
+        self.total_steps = t.epochs * self.steps_per_epoch
+        self.warmup_steps = round(t.warmup_epochs * self.steps_per_epoch)
         self.epoch = 0
         self.global_step = 0
         self.history: list[dict] = []
@@ -98,6 +115,11 @@ class Trainer:
 
     def _step(self, idx: torch.Tensor) -> torch.Tensor:
         lower, upper = self.schedule.bounds(self.global_step)
+        t = self.cfg.trainer
+        if t.lr_schedule != "constant":
+            factor = lr_factor(self.global_step, self.total_steps, self.warmup_steps, t.lr_schedule)
+            for group in self.optimizer.param_groups:
+                group["lr"] = t.lr * factor
         if self.pairs is not None:  # a dataset that renders its own view pairs from known factors
             v1, v2 = self.pairs(idx)
             v2 = None if self.method.views_per_step == 1 else v2

@@ -1,0 +1,34 @@
+"""Encoders: the ConvNet's stages and representation size, and the ResNet-18 CIFAR stem."""
+
+import pytest
+import torch
+
+from trainers.config import ModelConfig
+from trainers.models import ConvNet, Encoder
+
+
+@pytest.mark.parametrize(("width", "depth"), [(16, 3), (16, 4), (8, 1), (24, 2)])
+def test_convnet_stages_double_channels_and_halve_size(width, depth):
+    net = ConvNet(1, width, depth)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [width * 2**i for i in range(depth)]
+    pools = [m for m in net.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == depth - 1
+    out = net(torch.rand(3, 1, 28, 28))
+    assert out.shape == (3, width * 2 ** (depth - 1)) == (3, net.out_dim)
+
+
+def test_encoder_projection_is_normalised_and_features_are_the_backbone():
+    torch.manual_seed(0)
+    enc = Encoder(ModelConfig(width=8, depth=2, proj_dim=16, proj_hidden=32), in_channels=3).eval()
+    x = torch.rand(4, 3, 32, 32)
+    assert enc.features(x).shape == (4, 16)
+    z = enc(x)
+    assert z.shape == (4, 16)
+    assert torch.allclose(z.norm(dim=1), torch.ones(4), atol=1e-5)
+
+
+def test_resnet18_cifar_stem_keeps_resolution():
+    enc = Encoder(ModelConfig(backbone="resnet18_cifar"), in_channels=3).eval()
+    assert enc.backbone.conv1.stride == (1, 1) and isinstance(enc.backbone.maxpool, torch.nn.Identity)
+    assert enc.features(torch.rand(2, 3, 32, 32)).shape == (2, 512)
