@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -40,28 +41,26 @@ def main() -> None:
 
     cfg = load_train_config(args.spec, [*args.overrides, "evaluation.knn_every_epoch=false"])
     trainer = Trainer(cfg, load_data(cfg.dataset))
-    sink = open(args.out, "w") if args.out else None  # noqa: SIM115 -- lines are flushed as they come
     base = {"overrides": args.overrides}
+    with open(args.out or os.devnull, "w") as sink:
 
-    def emit(record: dict) -> None:
-        line = json.dumps({**base, **record})
-        print(line, flush=True)
-        if sink:
+        def emit(record: dict) -> None:
+            line = json.dumps({**base, **record})
+            print(line, flush=True)
             print(line, file=sink, flush=True)
 
-    if args.random:
-        emit({"epoch": 0, **trainer.evaluate()})
-        return
-    start, train_s = time.perf_counter(), 0.0
-    epochs = cfg.trainer.epochs
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        metrics = trainer.train_epoch()
-        train_s += time.perf_counter() - t0
-        evaluation = trainer.evaluate() if epoch > epochs - args.probe_last else {}
-        emit({"epoch": epoch, "train_loss": metrics["train_loss"], "imgs_per_s": metrics["imgs_per_s"],
-              "train_seconds": train_s, "wall_seconds": time.perf_counter() - start, **evaluation})
-
+        if args.random:
+            emit({"epoch": 0, **trainer.evaluate()})
+            return
+        start, train_s = time.perf_counter(), 0.0
+        epochs = cfg.trainer.epochs
+        for epoch in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            metrics = trainer.train_epoch()
+            train_s += time.perf_counter() - t0
+            evaluation = trainer.evaluate() if epoch > epochs - args.probe_last else {}
+            emit({"epoch": epoch, "train_loss": metrics["train_loss"], "imgs_per_s": metrics["imgs_per_s"],
+                  "train_seconds": train_s, "wall_seconds": time.perf_counter() - start, **evaluation})
 
 if __name__ == "__main__":
     main()

@@ -3,8 +3,8 @@
 The small ConvNet (width 16: 16-32-64 channels, 64-d features) is the CPU default: SimCLR at
 batch 256 on 28 px trains at about 830 images/s on one core of the 2-core VM. Its 64-d
 representation caps the linear probe near 0.845 on Fashion-MNIST; a fourth stage (``depth: 4``,
-128-d, about 700 images/s) reaches 0.869 in 5 epochs (benchmarks/quality.py). ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool) is the
-papers' encoder for 32 px images. The representation that is evaluated is the backbone's pooled
+128-d, about 700 images/s) reaches 0.869 in 5 epochs (benchmarks/quality.py). ResNet-18 with
+the CIFAR stem (3x3 conv, stride 1, no max-pool) is the papers' encoder for 32 px images. The representation that is evaluated is the backbone's pooled
 output; the projection head only serves the contrastive loss (SimCLR's finding).
 """
 

@@ -97,9 +97,8 @@ class Trainer:
         self.schedule = make_schedule(
             neg.lower, neg.upper, neg.anneal, neg.anneal_start, anneal_epochs * self.steps_per_epoch
         )
-        t = cfg.trainer
-        self.total_steps = t.epochs * self.steps_per_epoch
-        self.warmup_steps = round(t.warmup_epochs * self.steps_per_epoch)
+        self.total_steps = cfg.trainer.epochs * self.steps_per_epoch
+        self.warmup_steps = round(cfg.trainer.warmup_epochs * self.steps_per_epoch)
         self.epoch = 0
         self.global_step = 0
         self.history: list[dict] = []
@@ -113,13 +112,18 @@ class Trainer:
 
     # ------------------------------------------------------------------ training
 
+    def _set_lr(self) -> None:
+        """The step's learning rate, from the step count alone (a Python float: no device sync)."""
+        t = self.cfg.trainer
+        if t.lr_schedule == "constant":
+            return
+        factor = lr_factor(self.global_step, self.total_steps, self.warmup_steps, t.lr_schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = t.lr * factor
+
     def _step(self, idx: torch.Tensor) -> torch.Tensor:
         lower, upper = self.schedule.bounds(self.global_step)
-        t = self.cfg.trainer
-        if t.lr_schedule != "constant":
-            factor = lr_factor(self.global_step, self.total_steps, self.warmup_steps, t.lr_schedule)
-            for group in self.optimizer.param_groups:
-                group["lr"] = t.lr * factor
+        self._set_lr()
         if self.pairs is not None:  # a dataset that renders its own view pairs from known factors
             v1, v2 = self.pairs(idx)
             v2 = None if self.method.views_per_step == 1 else v2
