@@ -4,7 +4,8 @@ Measures, in one run, on CUDA when present (else on the CPU, and says so):
   (a) the stock ``kornia.augmentation.AugmentationSequential`` SimCLR pipeline, two views;
   (b) the project's view pipeline at the same settings (eager; compiled on CUDA);
   (c) the model step (SimCLR loss, backward, optimiser) on pre-made views;
-  (d) the project's full training step (index gather + views + model step);
+  (d) the project's full training step (index gather + views + model step); (c) and (d) are
+      measured again with NCHW activations (``_nchw``) to show what channels_last buys;
   (e) the IR memory-bank ring selection (bank 50,000, band 1%-10%) as a share of the step;
   (f) 1, 2 and 4 trainings as separate processes on the one device: total images/s.
 Timing: warm-up, then the median of repeated timed blocks, synchronising the device around each.
@@ -98,11 +99,17 @@ def measure_views(args, device, out: dict) -> None:
 
 
 def measure_steps(
-    args, device, out: dict, compile_model: bool, compile_views: bool = False, view_graphs: bool = True
+    args,
+    device,
+    out: dict,
+    compile_model: bool,
+    compile_views: bool = False,
+    view_graphs: bool = True,
+    channels_last: bool = True,
 ) -> None:
     suffix = ("_compiled_model" if compile_model else "") + ("_compiled_views" if compile_views else "")
-    suffix += "" if view_graphs else "_no_view_graphs"
-    cfg = config(args, compile=compile_model, compile_views=compile_views)
+    suffix += ("" if view_graphs else "_no_view_graphs") + ("" if channels_last else "_nchw")
+    cfg = config(args, compile=compile_model, compile_views=compile_views, channels_last=channels_last)
     data = synthetic_bundle(max(4 * args.batch, 2048), args.channels, args.size, device)
     trainer = Trainer(cfg, data)
     if compile_views and not view_graphs:
@@ -112,7 +119,7 @@ def measure_steps(
     idx = torch.arange(args.batch, device=device)
     batch = trainer.views(data.train_x[idx])
     v1, v2 = batch.v1, batch.v2
-    if device.type == "cuda":
+    if cfg.trainer.channels_last:  # the layout the trainer's own step uses
         v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))
 
     def model_step():
@@ -239,7 +246,7 @@ def main() -> None:
          "warmup": 10, "reps": 20, "share": [1, 2, 4], "share_seconds": 15.0, "compile": not args.no_compile}
         if cuda
         else {"backbone": "convnet", "width": 16, "batch": 256, "size": 28, "channels": 1, "bank": 50_000,
-              "warmup": 2, "reps": 5, "share": [1, 2], "share_seconds": 8.0, "compile": False}
+              "warmup": 3, "reps": 15, "share": [1, 2], "share_seconds": 8.0, "compile": False}
     )
     for k, v in defaults.items():
         if getattr(args, k, None) is None:
@@ -249,12 +256,15 @@ def main() -> None:
     if not cuda:
         print("no CUDA device: measuring on the CPU at reduced sizes", file=sys.stderr)
     meta = {"device_name": name, "torch": torch.__version__, "model": args.backbone, "width": args.width, "batch": args.batch,
-            "size": args.size, "channels": args.channels, "bf16": cuda, "channels_last": cuda}
+            "size": args.size, "channels": args.channels, "bf16": cuda,
+            "channels_last": True, "nchw_rows": "keys ending _nchw ran with trainer.channels_last: false"}
     out: dict = {}
     print("(a, b) views ...", file=sys.stderr)
     guarded(out, "views", lambda: measure_views(args, device, out))
     print("(c, d) steps ...", file=sys.stderr)
     guarded(out, "steps", lambda: measure_steps(args, device, out, compile_model=False))
+    # the layout's own effect: the same step with NCHW activations (trainer.channels_last: false)
+    guarded(out, "steps_nchw", lambda: measure_steps(args, device, out, compile_model=False, channels_last=False))
     if cuda and args.compile:
         guarded(out, "steps_cv", lambda: measure_steps(args, device, out, compile_model=False, compile_views=True))
         guarded(out, "steps_cmv", lambda: measure_steps(args, device, out, compile_model=True, compile_views=True))

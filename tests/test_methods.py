@@ -81,3 +81,51 @@ def test_moco_step_backpropagates_then_enqueues():
     assert torch.equal(moco.queue, old)
     moco.after_step()
     assert not torch.equal(moco.queue[:4], old[:4]) and torch.equal(moco.queue[4:], old[4:])
+
+
+def moco_one_way_reference(moco: MoCo, xq: torch.Tensor, xk: torch.Tensor, t: float) -> torch.Tensor:
+    """InfoNCE written per row: the positive logit first, then every queue entry."""
+    q, k = moco.encoder(xq), moco.key_encoder(xk)
+    total = 0.0
+    for i in range(q.shape[0]):
+        logits = torch.cat([(q[i] * k[i]).sum().view(1), moco.queue @ q[i]]) / t
+        total = total - F.log_softmax(logits, dim=0)[0]
+    return total / q.shape[0]
+
+
+def test_symmetric_moco_averages_both_directions_and_enqueues_one_key_per_image():
+    cfg = MethodConfig(name="moco", queue_size=16, temperature=0.3, symmetric=True)
+    moco = MoCo(tiny_encoder(), cfg, n_train=10).eval()
+    x1, x2 = torch.rand(4, 1, 16, 16), torch.rand(4, 1, 16, 16)
+    got = moco.loss(x1, x2, torch.arange(4), 0.0, 1.0)
+    want = (moco_one_way_reference(moco, x1, x2, 0.3) + moco_one_way_reference(moco, x2, x1, 0.3)) / 2
+    assert torch.allclose(got, want, atol=1e-5)
+    one_way = MoCo(tiny_encoder(), cfg.model_copy(update={"symmetric": False}), n_train=10).eval()
+    assert torch.allclose(one_way.loss(x1, x2, torch.arange(4), 0.0, 1.0), moco_one_way_reference(one_way, x1, x2, 0.3), atol=1e-5)
+    old = moco.queue.clone()
+    moco.after_step()  # the keys of view 2, as in the one-way loss
+    assert torch.allclose(moco.queue[:4], moco.key_encoder(x2), atol=1e-6) and torch.equal(moco.queue[4:], old[4:])
+
+
+def test_shuffled_bn_normalises_keys_in_random_groups_and_queries_in_fixed_ones():
+    cfg = MethodConfig(name="moco", queue_size=16, temperature=0.3, bn_groups=2)
+    moco = MoCo(tiny_encoder(), cfg, n_train=10).train()
+    x1, x2 = torch.rand(8, 1, 16, 16), torch.rand(8, 1, 16, 16)
+    torch.manual_seed(5)
+    perm = torch.randperm(8)  # the permutation the loss will draw next
+    q_ref = torch.cat([moco.encoder(x1[:4]), moco.encoder(x1[4:])])  # batch statistics per group
+    k_ref = torch.empty(8, 8)
+    for group in (perm[:4], perm[4:]):
+        k_ref[group] = moco.key_encoder(x2[group])
+    logits = torch.cat([(q_ref * k_ref).sum(1, keepdim=True), q_ref @ moco.queue.T], dim=1) / 0.3
+    want = F.cross_entropy(logits, torch.zeros(8, dtype=torch.long))
+    torch.manual_seed(5)
+    got = moco.loss(x1, x2, torch.arange(8), 0.0, 1.0)
+    assert torch.allclose(got, want, atol=1e-5)
+    queue = moco.queue.clone()
+    moco.after_step()
+    assert torch.allclose(moco.queue[:8], k_ref, atol=1e-5)
+    # and it is not the ungrouped loss (same weights, same queue): group statistics differ
+    plain = MoCo(tiny_encoder(), cfg.model_copy(update={"bn_groups": 1}), n_train=10).train()
+    plain.queue.copy_(queue)
+    assert not torch.allclose(plain.loss(x1, x2, torch.arange(8), 0.0, 1.0), got, atol=1e-4)

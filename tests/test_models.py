@@ -32,3 +32,31 @@ def test_resnet18_cifar_stem_keeps_resolution():
     enc = Encoder(ModelConfig(backbone="resnet18_cifar"), in_channels=3).eval()
     assert enc.backbone.conv1.stride == (1, 1) and isinstance(enc.backbone.maxpool, torch.nn.Identity)
     assert enc.features(torch.rand(2, 3, 32, 32)).shape == (2, 512)
+
+
+def test_channels_last_is_a_layout_change_only():
+    """NHWC (the default, for oneDNN's speed) must train the same model as NCHW: same losses and
+    features up to float summation order, with the weights actually stored NHWC."""
+    from trainers.config import TrainConfig
+    from trainers.data import load_data
+    from trainers.evaluate import extract_features
+    from trainers.train import Trainer
+
+    def run(channels_last: bool) -> tuple[Trainer, list[float]]:
+        cfg = TrainConfig.model_validate({
+            "dataset": {"name": "synthetic", "subset": 128, "test_subset": 64, "image_size": 16},
+            "model": {"width": 8, "depth": 3, "proj_dim": 8, "proj_hidden": 16},
+            "trainer": {"batch_size": 32, "seed": 3, "device": "cpu", "channels_last": channels_last},
+            "evaluation": {"knn_every_epoch": False},
+        })
+        trainer = Trainer(cfg, load_data(cfg.dataset))
+        return trainer, [trainer._step(torch.arange(i * 32, (i + 1) * 32)).item() for i in range(4)]
+
+    nhwc, nhwc_losses = run(True)
+    nchw, nchw_losses = run(False)
+    conv = nhwc.encoder.backbone.features[-3][0].weight  # the last stage's conv
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert nchw.encoder.backbone.features[-3][0].weight.is_contiguous()
+    assert nhwc_losses == pytest.approx(nchw_losses, rel=1e-4)
+    images = nhwc.data.test_x
+    assert torch.allclose(extract_features(nhwc.encoder, images), extract_features(nchw.encoder, images), atol=1e-3)

@@ -82,6 +82,12 @@ class MethodConfig(_Section):
     temperature: float = Field(0.2, gt=0.0, le=10.0)
     queue_size: int = Field(4096, ge=16, le=1_000_000, description="MoCo queue length K")
     momentum: float = Field(0.99, ge=0.0, le=1.0, description="MoCo key-encoder EMA")
+    bn_groups: int = Field(
+        1, ge=1, le=64, description="MoCo: BatchNorm groups with keys shuffled across them (shuffling BN); 1 = off"
+    )
+    symmetric: bool = Field(
+        False, description="MoCo: average the loss with the views swapped (MoCo v3); each image trains the query twice"
+    )
     bank_momentum: float = Field(0.5, ge=0.0, lt=1.0, description="IR memory-bank update m")
     num_negatives: int = Field(4096, ge=1, le=1_000_000, description="IR negatives drawn per anchor")
 
@@ -179,6 +185,9 @@ class TrainerConfig(_Section):
     warmup_epochs: float = Field(0.0, ge=0.0, le=1000.0, description="linear warm-up length (cosine only)")
     seed: int = Field(0, ge=0, le=2**31 - 1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    channels_last: bool = Field(
+        True, description="NHWC activations: oneDNN's fast layout on the CPU, the tensor cores' on CUDA"
+    )
     compile: bool = False
     compile_views: bool = Field(False, description="torch.compile the view pipeline (CUDA graphs on CUDA)")
     max_steps: int | None = Field(None, ge=1, description="stop each epoch after this many steps (dry runs)")

@@ -25,10 +25,11 @@ def extract_features(encoder: nn.Module, images: Tensor, batch_size: int = 1024)
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
+    channels_last = getattr(encoder, "channels_last", device.type == "cuda")
     out = []
     for start in range(0, images.shape[0], batch_size):
         x = images[start : start + batch_size].to(device).float().div_(255)
-        if device.type == "cuda":
+        if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out.append(encoder.features(x).float())

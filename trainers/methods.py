@@ -48,10 +48,9 @@ def _random_unit(n: int, d: int) -> Tensor:
 
 
 class MoCo(Method):
-    """MoCo v2 style, one direction (query from view 1, key from view 2).
+    """MoCo v2 style: query from view 1, key from view 2; ``symmetric`` adds the swapped pair.
 
-    BatchNorm statistics are not shuffled across devices (there is one device); with the small
-    encoders used here that leak was not seen to matter, but it is a known difference.
+    ``bn_groups`` > 1 emulates MoCo's shuffling BN (one group per GPU in the paper) on one device.
     """
 
     def __init__(self, encoder, cfg, n_train):
@@ -61,14 +60,32 @@ class MoCo(Method):
         self.register_buffer("queue", _random_unit(cfg.queue_size, dim))
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
 
-    def loss(self, v1, v2, idx, lower, upper):
-        q = self.encoder(v1)
+    def _one_way(self, v_query: Tensor, v_key: Tensor, lower: float, upper: float) -> tuple[Tensor, Tensor]:
+        g = self.cfg.bn_groups
+        q = torch.cat([self.encoder(chunk) for chunk in v_query.chunk(g)]) if g > 1 else self.encoder(v_query)
         with torch.no_grad():
-            k = self.key_encoder(v2)
+            k = self._shuffled_keys(v_key) if g > 1 else self.key_encoder(v_key)
         pos = (q * k).sum(dim=1)
         neg = q @ self.queue.T
-        self._pending_keys = k  # enqueued after the optimiser step: backward still needs this queue
-        return conditional_nce(pos, neg, ring_mask(neg.detach(), lower, upper), self.cfg.temperature)
+        return conditional_nce(pos, neg, ring_mask(neg.detach(), lower, upper), self.cfg.temperature), k
+
+    def _shuffled_keys(self, v_key: Tensor) -> Tensor:
+        """Shuffling BN on one device: queries are normalised in fixed groups, keys in random ones,
+        so a key's BatchNorm statistics do not come from the images its query was normalised
+        with. Without it those shared statistics let the model find the positive among the queue's
+        keys without learning anything (MoCo, section 3.3)."""
+        perm = torch.randperm(v_key.shape[0], device=v_key.device)
+        k = torch.cat([self.key_encoder(chunk) for chunk in v_key[perm].chunk(self.cfg.bn_groups)])
+        return k[torch.argsort(perm)]
+
+    def loss(self, v1, v2, idx, lower, upper):
+        loss, k2 = self._one_way(v1, v2, lower, upper)
+        if self.cfg.symmetric:  # MoCo v3's symmetrised loss: both views act as query once
+            loss = (loss + self._one_way(v2, v1, lower, upper)[0]) / 2
+        # Enqueued after the optimiser step (backward still needs this queue); one key per image
+        # either way, so the queue spans the same K / B past batches.
+        self._pending_keys = k2
+        return loss
 
     @torch.no_grad()
     def enqueue(self, keys: Tensor) -> None:

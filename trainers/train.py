@@ -84,7 +84,7 @@ class Trainer:
         if cfg.trainer.compile_views:  # removes the views' kernel-launch overhead, the GPU bottleneck
             mode = "reduce-overhead" if self.device.type == "cuda" else None
             self.make_views = torch.compile(self.views.__call__, mode=mode)
-        self.encoder = build_encoder(cfg.model, self.data.channels, self.device)
+        self.encoder = build_encoder(cfg.model, self.data.channels, self.device, cfg.trainer.channels_last)
         self.method = build_method(self.encoder, cfg.method, n).to(self.device)
         if cfg.trainer.compile:  # in place: the method calls this module and its state_dict keys stay the same
             self.encoder.compile()
@@ -132,7 +132,7 @@ class Trainer:
         else:
             batch = self.make_views(self.data.train_x[idx])
             v1, v2 = batch.v1, batch.v2
-        if self.device.type == "cuda":
+        if self.cfg.trainer.channels_last:
             v1 = v1.contiguous(memory_format=torch.channels_last)
             v2 = v2.contiguous(memory_format=torch.channels_last) if v2 is not None else None
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
