@@ -66,7 +66,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    # the command line wins over an arm's own settings (e.g. --epochs over MoCo's 16 epochs)
+    # the command line wins over an arm's own settings (e.g. --epochs over MoCo's 18 epochs)
     common = list(args.overrides)
     if args.subset:
         common.append(f"dataset.subset={args.subset}")
