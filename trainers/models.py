@@ -84,9 +84,8 @@ class Encoder(nn.Module):
 
 def build_encoder(cfg: ModelConfig, in_channels: int, device: torch.device, channels_last: bool = True) -> Encoder:
     """``channels_last`` (NHWC) is the layout both oneDNN on the CPU (1.32x for the ConvNet's
-    training step in benchmarks/throughput.py: its max-pool and batch norm run several times
-    faster) and the CUDA tensor cores prefer; ``extract_features`` reads the flag back so
-    evaluation uses the same layout."""
+    training step in benchmarks/throughput.py) and the CUDA tensor cores prefer;
+    ``extract_features`` reads the flag back so evaluation uses the same layout."""
     enc = Encoder(cfg, in_channels).to(device)
     if channels_last:
         enc = enc.to(memory_format=torch.channels_last)
