@@ -62,5 +62,6 @@ def main() -> None:
             emit({"epoch": epoch, "train_loss": metrics["train_loss"], "imgs_per_s": metrics["imgs_per_s"],
                   "train_seconds": train_s, "wall_seconds": time.perf_counter() - start, **evaluation})
 
+
 if __name__ == "__main__":
     main()

@@ -59,6 +59,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def tiny_train_config(**trainer):
+    """One training that runs a step in milliseconds on the CPU: 128 synthetic 16 px images, a
+    width-8 ConvNet; ``trainer`` keys override the trainer section."""
+    from trainers.config import TrainConfig
+
+    return TrainConfig.model_validate({
+        "dataset": {"name": "synthetic", "subset": 128, "test_subset": 64, "image_size": 16},
+        "model": {"width": 8, "proj_dim": 8, "proj_hidden": 16},
+        "trainer": {"epochs": 2, "batch_size": 32, "seed": 1, "device": "cpu", **trainer},
+        "evaluation": {"knn_every_epoch": False, "linear_epochs": 1},
+    })
+
+
 @pytest.fixture
 def tiny_spec(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"

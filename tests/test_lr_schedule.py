@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from trainers.config import TrainConfig
+from tests.conftest import tiny_train_config
 from trainers.data import load_data
 from trainers.train import Trainer, lr_factor
 
@@ -37,17 +37,8 @@ def test_chosen_values():
     assert all(lr_factor(s, 100, 10, "constant") == 1.0 for s in range(120))
 
 
-def tiny_config(**trainer) -> TrainConfig:
-    return TrainConfig.model_validate({
-        "dataset": {"name": "synthetic", "subset": 128, "test_subset": 64, "image_size": 16},
-        "model": {"width": 8, "proj_dim": 8, "proj_hidden": 16},
-        "trainer": {"epochs": 2, "batch_size": 32, "seed": 1, "device": "cpu", **trainer},
-        "evaluation": {"knn_every_epoch": False, "linear_epochs": 1},
-    })
-
-
 def test_trainer_follows_the_schedule_and_resumes_exactly(tmp_path):
-    cfg = tiny_config(lr=0.01, lr_schedule="cosine", warmup_epochs=0.5)
+    cfg = tiny_train_config(lr=0.01, lr_schedule="cosine", warmup_epochs=0.5)
     data = load_data(cfg.dataset)
     full = Trainer(cfg, data)
     seen = []

@@ -3,8 +3,12 @@
 import pytest
 import torch
 
+from tests.conftest import tiny_train_config
 from trainers.config import ModelConfig
+from trainers.data import load_data
+from trainers.evaluate import extract_features
 from trainers.models import ConvNet, Encoder
+from trainers.train import Trainer
 
 
 @pytest.mark.parametrize(("width", "depth"), [(16, 3), (16, 4), (8, 1), (24, 2)])
@@ -37,18 +41,8 @@ def test_resnet18_cifar_stem_keeps_resolution():
 def test_channels_last_is_a_layout_change_only():
     """NHWC (the default, for oneDNN's speed) must train the same model as NCHW: same losses and
     features up to float summation order, with the weights actually stored NHWC."""
-    from trainers.config import TrainConfig
-    from trainers.data import load_data
-    from trainers.evaluate import extract_features
-    from trainers.train import Trainer
-
     def run(channels_last: bool) -> tuple[Trainer, list[float]]:
-        cfg = TrainConfig.model_validate({
-            "dataset": {"name": "synthetic", "subset": 128, "test_subset": 64, "image_size": 16},
-            "model": {"width": 8, "depth": 3, "proj_dim": 8, "proj_hidden": 16},
-            "trainer": {"batch_size": 32, "seed": 3, "device": "cpu", "channels_last": channels_last},
-            "evaluation": {"knn_every_epoch": False},
-        })
+        cfg = tiny_train_config(seed=3, channels_last=channels_last)
         trainer = Trainer(cfg, load_data(cfg.dataset))
         return trainer, [trainer._step(torch.arange(i * 32, (i + 1) * 32)).item() for i in range(4)]
 
