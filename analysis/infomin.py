@@ -20,6 +20,13 @@ Otherwise, a significant monotone trend (Spearman p < 0.05) gives ``increasing``
 ``decreasing`` (rho < 0); anything else is ``inconclusive``. ``reasons`` lists each check's outcome
 in words, so a reader sees why.
 
+Replicates: when trials come in groups (the seeds of one point, ``groups``), every trial is an
+observation of the fits and tests above, and the bootstrap resamples *within* each point (its
+replicates, with replacement) rather than across points, so the design (which MI values were
+measured) stays fixed and only the seed noise is resampled. The reasons then also compare the
+spread of the point means with the smallest difference the replicates can resolve
+(``analysis/noise.py``): a spread below it means no two points are told apart.
+
 Peak CI: trials are resampled with replacement ``n_boot`` times and the quadratic refitted. A
 resample whose fit has a >= 0 (or fewer than 3 distinct MI values) has no peak at all. Dropping
 those would make the CI look tighter than the data allow, so they are counted as peaks at
@@ -47,13 +54,18 @@ ALPHA = 0.05
 VERDICTS = ("reverse_u", "increasing", "decreasing", "inconclusive")
 
 
-def _clean(mi: Sequence[float], acc: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _clean(
+    mi: Sequence[float], acc: Sequence[float], groups: Sequence[str] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     x = np.asarray(mi, dtype=float).ravel()
     y = np.asarray(acc, dtype=float).ravel()
     if x.shape != y.shape:
         raise ValueError(f"mi and acc must have the same length, got {x.size} and {y.size}")
+    g = None if groups is None else np.asarray([str(v) for v in groups])
+    if g is not None and g.shape != x.shape:
+        raise ValueError(f"groups must have one entry per trial, got {g.size} for {x.size}")
     keep = np.isfinite(x) & np.isfinite(y)
-    return x[keep], y[keep]
+    return x[keep], y[keep], (None if g is None else g[keep])
 
 
 def _r2(y: np.ndarray, fitted: np.ndarray) -> float:
@@ -114,14 +126,26 @@ def two_lines(x: np.ndarray, y: np.ndarray, peak: float) -> dict[str, dict[str, 
     }
 
 
-def bootstrap_peaks(x: np.ndarray, y: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
+def resample_indices(n: int, n_boot: int, rng: np.random.Generator, groups: np.ndarray | None = None) -> np.ndarray:
+    """[n_boot, n] row indices: all trials with replacement, or, with ``groups``, each group's
+    own trials with replacement (a stratified bootstrap that keeps every point)."""
+    if groups is None:
+        return rng.integers(0, n, size=(n_boot, n))
+    columns = []
+    for g in np.unique(groups):
+        members = np.flatnonzero(groups == g)
+        columns.append(members[rng.integers(0, members.size, size=(n_boot, members.size))])
+    return np.concatenate(columns, axis=1)
+
+
+def bootstrap_peaks(x: np.ndarray, y: np.ndarray, n_boot: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
     """Vertex of the quadratic refitted on each resample of trials; NaN where there is no peak.
 
     All resamples are fitted at once through 3x3 normal equations on standardised MI (the
     vertex is mapped back), which is what makes 2000 resamples cheap.
     """
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    idx = resample_indices(x.size, n_boot, rng, groups)
     mu, sd = x.mean(), x.std()
     t, yy = (x[idx] - mu) / sd, y[idx]
     powers = [np.sum(t**p, axis=1) for p in range(5)]
@@ -227,11 +251,37 @@ def _reverse_u_checks(
     ]
 
 
+def _replicate_groups(g: np.ndarray | None) -> np.ndarray | None:
+    """Groups only count as replicates when every point has at least two trials."""
+    if g is None or g.size == 0:  # no trial with a finite MI (mi.enabled: false)
+        return None
+    _, counts = np.unique(g, return_counts=True)
+    return g if counts.min() >= 2 else None
+
+
+def _resolution_reason(y: np.ndarray, g: np.ndarray) -> str:
+    from analysis.noise import noise_floor
+
+    groups = {key: list(y[g == key]) for key in np.unique(g)}
+    floor = noise_floor(groups)
+    spread, resolvable = floor["point_mean_spread"], floor["resolvable_difference"]
+    if spread is None or resolvable is None:
+        return "noise floor: not enough replicates to estimate it"
+    verdict = "below" if spread < resolvable else "above"
+    return (f"noise floor: the point means span {spread:.4f}, {verdict} the smallest difference two points can "
+            f"show at 95% ({resolvable:.4f}, from a pooled replicate SD of {floor['replicate_sd']:.4f})"
+            + ("; no two points are told apart" if spread < resolvable else ""))
+
+
 def analyse(
-    mi: Sequence[float], acc: Sequence[float], *, n_boot: int = 2000, seed: int = 0, min_trials: int = 4
+    mi: Sequence[float], acc: Sequence[float], *, groups: Sequence[str] | None = None, n_boot: int = 2000,
+    seed: int = 0, min_trials: int = 4,
 ) -> dict[str, Any]:
-    """The data-derived summary.json fields and an InfoMin verdict with its reasons (see module doc)."""
-    x, y = _clean(mi, acc)
+    """The data-derived summary.json fields and an InfoMin verdict with its reasons (see module doc).
+
+    ``groups`` names the point each trial belongs to (its replicates share it)."""
+    x, y, g = _clean(mi, acc, groups)
+    g = _replicate_groups(g)
     problem = _degenerate(x, y, min_trials)
     if problem is not None:
         return _empty(x.size, problem)
@@ -239,7 +289,7 @@ def analyse(
     quad, linear = fit_quadratic(x, y), fit_linear(x, y)
     f_stat, f_p = f_test_quadratic_vs_linear(x, y)
     quad.update(f_stat=f_stat, f_p=f_p)
-    ci, no_peak = peak_ci(bootstrap_peaks(x, y, n_boot, seed))
+    ci, no_peak = peak_ci(bootstrap_peaks(x, y, n_boot, seed, g))
     lines = two_lines(x, y, quad["peak_mi"]) if quad["peak_in_range"] else None
     checks = _reverse_u_checks(quad, ci, no_peak, f_p, lines, float(x.min()), float(x.max()))
     reasons = [text for _, text in checks]
@@ -259,6 +309,8 @@ def analyse(
     )
     trend_why = "" if not failed else ("; monotone trend significant" if trend else "; no significant monotone trend")
     reasons.insert(0, f"{verdict}: {why}{trend_why}")
+    if g is not None:
+        reasons.append(_resolution_reason(y, g))
     return {
         "n_used": int(x.size),
         "spearman_mi_acc": spearman,
@@ -268,6 +320,7 @@ def analyse(
         "peak_ci": ci,
         "peak_ci_no_peak_frac": no_peak,
         "two_lines": lines,
+        "bootstrap": "within points (replicates)" if g is not None else "trials",
         "verdict": verdict,
         "reasons": reasons,
     }

@@ -2,7 +2,8 @@
 
 Why a fixed protocol: view MI is only comparable across view configurations when every
 configuration is measured the same way — same critic architecture, same number of steps, same
-batch size K, same held-out evaluation pairs. ``MIProtocol`` pins all of that down.
+batch size K, same held-out evaluation pairs. The spec's ``mi`` section (``MIConfig``, in
+``trainers/config.py``, with every knob's range) pins all of that down and is passed here as is.
 
 The critic is separable, s(x, y) = f(x) . g(y), so one forward pass scores a whole K x K batch:
 row i holds anchor x_i against candidates y_1..y_K, positives on the diagonal. The bounds are
@@ -25,47 +26,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from trainers.config import MIConfig
+
 ESTIMATORS = ("infonce", "nwj", "smile")
 SATURATION_MARGIN_NATS = 0.5
-
-
-@dataclass(frozen=True)
-class MIProtocol:
-    """Everything that decides an MI estimate besides the data; keep it fixed within a study."""
-
-    estimator: str = "infonce"  # "infonce" | "nwj" | "smile"
-    steps: int = 300  # critic training steps
-    batch_size: int = 256  # K: candidates per evaluation batch; the InfoNCE cap is log K
-    pairs: int = 16384  # training pairs; the held-out set is ``eval_pairs`` on top
-    lr: float = 1e-3
-    seed: int = 0
-    hidden: int = 128  # critic MLP width; conv widths are hidden/4, hidden/2, hidden
-    embed: int = 64  # critic embedding size
-    smile_clip: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"unknown MI estimator {self.estimator!r}; expected one of {ESTIMATORS}")
-        if self.batch_size < 2 or self.steps < 1 or self.pairs < self.batch_size:
-            raise ValueError(f"need batch_size >= 2, steps >= 1 and pairs >= batch_size, got {self}")
-
-    @classmethod
-    def from_config(cls, cfg: Any, **overrides: Any) -> MIProtocol:
-        """Protocol from any object with same-named attributes (e.g. ``trainers.config.MIConfig``);
-        attributes it lacks keep this class's defaults."""
-        values = {f.name: getattr(cfg, f.name) for f in fields(cls) if hasattr(cfg, f.name)}
-        return cls(**{**values, **overrides})
-
-    @property
-    def eval_pairs(self) -> int:
-        """Held-out pairs: pairs//4 rounded down to whole batches, at least one batch."""
-        return max(1, (self.pairs // 4) // self.batch_size) * self.batch_size
 
 
 @dataclass(frozen=True)
@@ -115,7 +85,7 @@ def js_bound(scores: Tensor) -> Tensor:
     return pos - neg
 
 
-def _objectives(protocol: MIProtocol) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+def _objectives(protocol: MIConfig) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
     """(training objective to maximise, evaluation bound) for the protocol's estimator."""
     if protocol.estimator == "infonce":
         return infonce_bound, infonce_bound
@@ -146,7 +116,7 @@ def _convnet(channels: int, hidden: int, embed: int) -> nn.Module:
     )  # fmt: skip
 
 
-def _encoder(sample: Tensor, protocol: MIProtocol) -> nn.Module:
+def _encoder(sample: Tensor, protocol: MIConfig) -> nn.Module:
     if sample.dim() == 2:
         return _mlp(sample.shape[1], protocol.hidden, protocol.embed)
     if sample.dim() == 4:
@@ -157,7 +127,7 @@ def _encoder(sample: Tensor, protocol: MIProtocol) -> nn.Module:
 class SeparableCritic(nn.Module):
     """s_ij = f(x_i) . g(y_j): one K x K score matrix per forward pass."""
 
-    def __init__(self, x: Tensor, y: Tensor, protocol: MIProtocol):
+    def __init__(self, x: Tensor, y: Tensor, protocol: MIConfig):
         super().__init__()
         self.f = _encoder(x, protocol)
         self.g = _encoder(y, protocol)
@@ -180,7 +150,7 @@ def _standardize(train: Tensor, held_out: Tensor) -> tuple[Tensor, Tensor]:
     return (train - mean) / std, (held_out - mean) / std
 
 
-def _split(n: int, protocol: MIProtocol, device: torch.device) -> tuple[Tensor, Tensor]:
+def _split(n: int, protocol: MIConfig, device: torch.device) -> tuple[Tensor, Tensor]:
     """Random (seeded by the caller) train / held-out index split of n pairs."""
     k, n_eval = protocol.batch_size, protocol.eval_pairs
     if n < n_eval + k:
@@ -192,7 +162,7 @@ def _split(n: int, protocol: MIProtocol, device: torch.device) -> tuple[Tensor, 
     return perm[n_eval : n_eval + n_train], perm[:n_eval]
 
 
-def _train(critic: SeparableCritic, x: Tensor, y: Tensor, objective: Callable, protocol: MIProtocol) -> None:
+def _train(critic: SeparableCritic, x: Tensor, y: Tensor, objective: Callable, protocol: MIConfig) -> None:
     """Adam on shuffled mini-batches of K training pairs (full batches only, reshuffled per epoch)."""
     opt = torch.optim.Adam(critic.parameters(), lr=protocol.lr)
     k, n = protocol.batch_size, x.shape[0]
@@ -224,7 +194,7 @@ def estimate_mi(
     x: Tensor,
     y: Tensor,
     estimator: str | None = None,
-    protocol: MIProtocol | None = None,
+    protocol: MIConfig | None = None,
     device: torch.device | str | None = None,
 ) -> MIEstimate:
     """Estimate I(x; y) in nats from paired samples (vectors [N, d] or images [N, C, H, W]).
@@ -234,9 +204,9 @@ def estimate_mi(
     ``protocol.pairs`` for training. Seeded from ``protocol.seed`` inside a forked RNG, so the
     caller's random state is untouched and the same inputs give the same estimate.
     """
-    protocol = protocol or MIProtocol()
+    protocol = protocol or MIConfig()
     if estimator is not None and estimator != protocol.estimator:
-        protocol = replace(protocol, estimator=estimator)
+        protocol = protocol.model_copy(update={"estimator": estimator})
     objective, bound = _objectives(protocol)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must be paired: got {x.shape[0]} and {y.shape[0]} samples")
@@ -276,32 +246,29 @@ def _draw_images(n_images: int, n: int, device: torch.device) -> Tensor:
 
 
 def view_mi(
-    images_uint8: Tensor,
-    views_cfg: Any,
-    channels: int,
-    protocol: MIProtocol | None = None,
+    source: Any,
+    protocol: MIConfig | None = None,
     device: torch.device | str | None = None,
     chunk: int = 1024,
 ) -> MIEstimate:
-    """MI between two views of the same image, made by the trial's own view pipeline.
+    """MI between the two views of the same image, made by the trial's own pair source.
 
-    Draws ``protocol.pairs + protocol.eval_pairs`` images (seeded; distinct when the data set is
-    large enough, otherwise with replacement), makes two views of each in chunks, and estimates
-    I(v1; v2) with ``estimate_mi`` under the same protocol.
+    ``source(idx, True) -> (v1, v2)`` is a ``trainers.pairs.PairSource`` (anything with that call
+    and an ``images`` tensor). Draws ``protocol.pairs + protocol.eval_pairs`` images (seeded;
+    distinct when the data set is large enough, otherwise with replacement), makes their two
+    views in chunks, and estimates I(v1; v2) with ``estimate_mi`` under the same protocol.
     """
-    from trainers.views import ViewPipeline  # analysis -> trainers, never the other way
-
-    protocol = protocol or MIProtocol()
-    device = torch.device(device) if device is not None else images_uint8.device
-    pipeline = ViewPipeline(views_cfg, channels)
+    protocol = protocol or MIConfig()
+    images = source.images
+    device = torch.device(device) if device is not None else images.device
     n = protocol.pairs + protocol.eval_pairs
-    with torch.random.fork_rng(devices=_rng_devices(device)):
+    with torch.random.fork_rng(devices=_rng_devices(images.device)):
         torch.manual_seed(protocol.seed)
-        idx = _draw_images(images_uint8.shape[0], n, images_uint8.device)
+        idx = _draw_images(images.shape[0], n, images.device)
         v1, v2 = [], []
         with torch.no_grad():
             for start in range(0, n, chunk):
-                views = pipeline(images_uint8[idx[start : start + chunk]].to(device))
-                v1.append(views.v1.float())
-                v2.append(views.v2.float())
+                a, b = source(idx[start : start + chunk], True)
+                v1.append(a.float())
+                v2.append(b.float())
     return estimate_mi(torch.cat(v1), torch.cat(v2), protocol=protocol, device=device)

@@ -23,9 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers.config import get_path, is_domain, load_train_config, load_yaml
 from trainers.data import load_data
-from trainers.toy import FACTORS, n_values
+from trainers.data.toy import FACTORS, n_values
+from trainers.domains import get_path, is_domain
+from trainers.specfile import load_train_config, load_yaml
 from trainers.train import Trainer
 
 RANDOM_INIT = "random init"

@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers.config import load_train_config
 from trainers.data import load_data
+from trainers.specfile import load_train_config
 from trainers.train import Trainer
 
 

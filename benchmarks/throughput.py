@@ -2,7 +2,8 @@
 
 Measures, in one run, on CUDA when present (else on the CPU, and says so):
   (a) the stock ``kornia.augmentation.AugmentationSequential`` SimCLR pipeline, two views;
-  (b) the project's view pipeline at the same settings (eager; compiled on CUDA);
+  (b) the project's pair source at the same settings (eager; compiled on CUDA), and the same
+      with a Kornia stage (RandomErasing) on top, to show what a Kornia stage costs;
   (c) the model step (SimCLR loss, backward, optimiser) on pre-made views;
   (d) the project's full training step (index gather + views + model step); (c) and (d) are
       measured again with NCHW activations (``_nchw``) to show what channels_last buys;
@@ -29,11 +30,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers.config import validate_train
+from trainers.config import TrainConfig, validate_train
 from trainers.data import DataBundle
 from trainers.objectives import ring_sample
+from trainers.pairs import build_pairs
 from trainers.train import Trainer
-from trainers.views import ViewPipeline, stock_kornia_pipeline
+from trainers.views import stock_kornia_pipeline
 
 # The stock pipeline's settings: RandomResizedCrop, flip, ColorJitter p=0.8, grayscale p=0.2, blur p=0.5.
 STOCK_VIEWS = {"strength": 1.0, "solarize_p": 0.0, "rotation_degrees": 0.0}
@@ -64,14 +66,17 @@ def synthetic_bundle(n: int, channels: int, size: int, device: torch.device) -> 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
-    return DataBundle(x, y, x[:1024], y[:1024], "synthetic", 10).to(device)
+    return DataBundle(x, y, x[:1024], y[:1024], x[:1024], y[:1024], "synthetic", 10).to(device)
 
 
-def config(args, **trainer) -> TrainConfig:  # noqa: F821
+KORNIA_STAGE = [{"RandomErasing": {"p": 0.5}}]
+
+
+def config(args, stages: list | None = None, **trainer) -> TrainConfig:
     raw = {
         "dataset": {"name": "synthetic", "channels": args.channels, "image_size": args.size},
         "model": {"backbone": args.backbone, "width": args.width},
-        "views": STOCK_VIEWS,
+        "views": {**STOCK_VIEWS, **({"stages": stages} if stages else {})},
         "trainer": {"batch_size": args.batch, "device": args.device, **trainer},
         "evaluation": {"knn_every_epoch": False},
     }
@@ -80,21 +85,26 @@ def config(args, **trainer) -> TrainConfig:  # noqa: F821
 
 def measure_views(args, device, out: dict) -> None:
     cfg = config(args)
-    x = synthetic_bundle(args.batch, args.channels, args.size, device).train_x
+    data = synthetic_bundle(args.batch, args.channels, args.size, device)
+    idx = torch.arange(args.batch, device=device)
     stock = stock_kornia_pipeline(cfg.views, args.channels, args.size).to(device)
-    xf = x.float().div(255)
+    xf = data.train_x.float().div(255)
     t_stock = median_time(lambda: (stock(xf), stock(xf)), device, args.warmup, args.reps)
     out["a_stock_kornia_views"] = {"seconds": t_stock, "imgs_per_s": args.batch / t_stock}
-    pipe = ViewPipeline(cfg.views, args.channels)
-    t_ours = median_time(lambda: pipe(x), device, args.warmup, args.reps)
+    pairs = build_pairs(cfg, data)
+    t_ours = median_time(lambda: pairs(idx), device, args.warmup, args.reps)
     out["b_views_eager"] = {"seconds": t_ours, "imgs_per_s": args.batch / t_ours}
+    staged = build_pairs(config(args, stages=KORNIA_STAGE), data)
+    t_staged = median_time(lambda: staged(idx), device, args.warmup, args.reps)
+    out["b_views_eager_plus_kornia_random_erasing"] = {"seconds": t_staged, "imgs_per_s": args.batch / t_staged,
+                                                        "stage_ms": 1000 * (t_staged - t_ours)}
     if args.compile:
-        compiled = torch.compile(pipe.__call__, mode="reduce-overhead" if device.type == "cuda" else None)
+        compiled = torch.compile(pairs.__call__, mode="reduce-overhead" if device.type == "cuda" else None)
         start = time.perf_counter()
-        compiled(x)
+        compiled(idx)
         sync(device)
         out["b_views_compile_seconds"] = time.perf_counter() - start
-        t_c = median_time(lambda: compiled(x), device, args.warmup, args.reps, inner=10)
+        t_c = median_time(lambda: compiled(idx), device, args.warmup, args.reps, inner=10)
         out["b_views_compiled"] = {"seconds": t_c, "imgs_per_s": args.batch / t_c}
 
 
@@ -115,10 +125,9 @@ def measure_steps(
     if compile_views and not view_graphs:
         # Hypothesis for the compiled-model gap (86% of model-only): the views' CUDA-graph tree and
         # the compiled model's graphs may contend; fused view kernels without CUDA graphs avoid that.
-        trainer.make_views = torch.compile(trainer.views.__call__)
+        trainer.make_pairs = torch.compile(trainer.pairs.__call__)
     idx = torch.arange(args.batch, device=device)
-    batch = trainer.views(data.train_x[idx])
-    v1, v2 = batch.v1, batch.v2
+    v1, v2 = trainer.pairs(idx)
     if cfg.trainer.channels_last:  # the layout the trainer's own step uses
         v1, v2 = (v.contiguous(memory_format=torch.channels_last) for v in (v1, v2))
 

@@ -1,54 +1,81 @@
-"""The Ray Tune callback that makes the driver MLflow's one writer (see ``search/tracking.py``).
+"""The Ray Tune callback that makes the driver MLflow's one writer (see ``search/tracking.py``),
+and the console a person reads while a search runs.
 
 Tune calls these hooks in the driver, in order, for every trial of every worker: start,
 each epoch's result, each checkpoint, completion or error. Each hook turns into a few MLflow
-calls on the trial's child run. The callback is pickled with the Tuner (``tuner.pkl``) and
-comes back on resume, so it holds only plain data: which store, experiment and parent run to
-write to are read in ``setup`` from ``runs/<experiment>/search.json`` (the driver writes it
-before the Tuner starts), and child runs are looked up again by Ray trial id rather than
-remembered, which is what keeps a resumed trial on its own run.
+calls on the trial's child run and one console line. The callback is pickled with the Tuner
+(``tuner.pkl``) and comes back on resume, so it holds only plain data: which store, experiment
+and parent run to write to are read in ``setup`` from ``runs/<experiment>/search.json`` (the
+driver writes it before the Tuner starts), and child runs are looked up again by Ray trial id
+rather than remembered, which is what keeps a resumed trial on its own run.
+
+Console: one line when a trial starts, one per epoch, one when it ends, and after each end a
+progress line (trials done out of the total, time elapsed, an estimate of the time left).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
+from analysis.store import EPOCH_METRICS, FINAL_METRICS, ONCE_METRICS, TAG_POINT, TAG_POINT_NAME
+from search import interrupt
+from search.replicates import point_id, point_values
 from search.spec import Spec
 from search.summary import outcome
-from search.tracking import EPOCH_METRICS, ONCE_METRICS, Store, Tracker, run_name
+from search.tracking import Store, Tracker, run_name
 from search.trial import CHECKPOINT, CONFIG, VIEWS, trial_config
-from trainers.config import flatten
+from trainers.domains import flatten
 
 PREFIX = "[viewsearch]"
 
 
+def _clock(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def error_line(text: str) -> str:
+    """The exception's own last line from a Ray error file (a traceback ends with it)."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:400] if lines else "unknown error"
+
+
 class MlflowTrials(Callback):
-    def __init__(self, spec: Spec, state_file: Path):
+    def __init__(self, spec: Spec, state_file: Path, total: int | None = None):
         self.spec = spec
         self.state_file = Path(state_file)
+        self.total = total
         self._reset()
 
     def _reset(self) -> None:
         self.tracker: Tracker | None = None
         self.experiment_id = self.parent_run_id = None
-        self._runs: dict[str, dict] = {}  # trial id -> {run_id, last_step, logged, checkpoint}
+        self._runs: dict[str, dict] = {}  # trial id -> {run_id, last_step, logged, checkpoint, started}
         self._closed: set[str] = set()  # trials whose run this session ended
+        self._start = time.monotonic()
+        self._done_here = 0
 
     def __getstate__(self) -> dict:
-        return {"spec": self.spec, "state_file": self.state_file}
+        return {"spec": self.spec, "state_file": self.state_file, "total": self.total}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self.total = state.get("total")
         self._reset()
 
     def setup(self, **info) -> None:
         state = json.loads(self.state_file.read_text())
         self.tracker = Tracker(Store(state["tracking_uri"], state.get("artifact_location")))
         self.experiment_id, self.parent_run_id = state["experiment_id"], state["parent_run_id"]
+        self._start = time.monotonic()
 
     def get_state(self) -> dict | None:
         return None  # nothing worth saving: runs are found again by trial id
@@ -65,10 +92,12 @@ class MlflowTrials(Callback):
                 trial.trial_id,
                 name=run_name(trial.config) or trial.trial_id,
                 params=flatten(cfg),
-                tags={"ray.trial_name": str(trial), "viewsearch.searched": ",".join(trial.config)},
+                tags={"ray.trial_name": str(trial), "viewsearch.searched": ",".join(trial.config),
+                      TAG_POINT: point_id(trial.config), TAG_POINT_NAME: run_name(point_values(trial.config))},
             )
             self._runs[trial.trial_id] = {"run_id": run_id, "last_step": last_step, "logged": logged,
-                                          "checkpoint": None}
+                                          "checkpoint": None, "started": time.monotonic(),
+                                          "epochs": cfg.trainer.epochs}
         return self._runs[trial.trial_id]
 
     def _log_result(self, state: dict, result: dict) -> None:
@@ -76,9 +105,9 @@ class MlflowTrials(Callback):
         self._log_start(state, result, step)
         if step <= state["last_step"]:
             return  # logged before a crash of the driver; the trial resumed from an earlier checkpoint
-        metrics = {k: result[k] for k in EPOCH_METRICS if k in result}
-        # final probes: linear_acc, and one linear_acc_<factor> per known factor (infomin_toy)
-        metrics.update({k: v for k, v in result.items() if k.startswith("linear_acc")})
+        metrics = {k: result[k] for k in (*EPOCH_METRICS, *FINAL_METRICS) if k in result and k not in ONCE_METRICS}
+        # one more probe per known factor (infomin_toy): linear_acc_<factor>, val_linear_acc_<factor>
+        metrics.update({k: v for k, v in result.items() if k.startswith(("linear_acc_", "val_linear_acc_"))})
         for key in ONCE_METRICS:
             if key in result and key not in state["logged"]:
                 metrics[key] = result[key]
@@ -105,20 +134,38 @@ class MlflowTrials(Callback):
             state["run_id"], [("", folder / CONFIG), ("", folder / VIEWS), ("checkpoint", folder / CHECKPOINT)]
         )
 
+    def _record_finished(self, trial_id: str) -> None:
+        """``search.json`` lists the finished trials, so a later run can tell a store that lost them."""
+        state = json.loads(self.state_file.read_text())
+        finished = set(state.get("finished_trials", [])) | {trial_id}
+        state["finished_trials"] = sorted(finished)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, self.state_file)
+
+    def _progress(self, trials: list) -> None:
+        ended = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")} | self._closed
+        done = len(ended)
+        running = sum(t.status == "RUNNING" and t.trial_id not in ended for t in trials)
+        total = max(self.total or len(trials), done)
+        elapsed = time.monotonic() - self._start
+        left = f", about {_clock(elapsed / self._done_here * (total - done))} left" if self._done_here else ""
+        print(f"{PREFIX} progress: {done}/{total} trials done, {running} running, {_clock(elapsed)} elapsed{left}",
+              flush=True)
+
     # ------------------------------------------------------------------ Tune hooks
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
         state = self._run(trial)
-        print(f"{PREFIX} trial {trial.trial_id} started: {run_name(trial.config) or 'defaults'} "
-              f"(mlflow run {state['run_id']})", flush=True)
+        print(f"{PREFIX} trial {trial.trial_id} started: {run_name(trial.config) or 'spec defaults'}", flush=True)
+        state["started"] = time.monotonic()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
         state = self._run(trial)
         self._log_result(state, result)
-        knn = result.get("knn_acc", float("nan"))
-        print(f"{PREFIX} trial {trial.trial_id} epoch {int(result.get('epoch', 0))}/"
-              f"{trial_config(self.spec.train_raw, trial.config).trainer.epochs}: "
-              f"loss {result.get('train_loss', float('nan')):.4f} knn_acc {knn:.4f}"
+        val = result.get("val_knn_acc", float("nan"))
+        print(f"{PREFIX} trial {trial.trial_id} epoch {int(result.get('epoch', 0))}/{state['epochs']}: "
+              f"loss {result.get('train_loss', float('nan')):.4f} val_knn_acc {val:.4f}"
               + (" DIVERGED" if result.get("diverged") else ""), flush=True)
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info) -> None:
@@ -128,15 +175,28 @@ class MlflowTrials(Callback):
         state = self._run(trial)
         last = trial.last_result or {}
         self._log_files(trial, state)
-        self.tracker.set_tags(state["run_id"], {"ray.status": outcome(last)})
+        what = outcome(last)
+        if interrupt.requested() and what == "stopped_early":  # stopped by Ctrl-C / SIGTERM, not by ASHA
+            self.tracker.set_tags(state["run_id"], {"ray.status": "interrupted"})
+            self.tracker.end(state["run_id"], "KILLED")
+            self._closed.add(trial.trial_id)
+            print(f"{PREFIX} trial {trial.trial_id} interrupted after epoch {int(last.get('epoch', 0))}", flush=True)
+            return
+        self.tracker.set_tags(state["run_id"], {"ray.status": what})
         self.tracker.end(state["run_id"], "FINISHED")
         self._closed.add(trial.trial_id)
-        print(f"{PREFIX} trial {trial.trial_id} finished ({outcome(last)}): "
-              f"linear_acc {last.get('linear_acc', float('nan')):.4f} mi_nats {last.get('mi_nats', float('nan')):.3f}",
-              flush=True)
+        self._record_finished(trial.trial_id)
+        self._done_here += 1
+        seconds = time.monotonic() - state["started"]
+        print(f"{PREFIX} trial {trial.trial_id} {what}: val_linear_acc {last.get('val_linear_acc', math.nan):.4f} "
+              f"linear_acc {last.get('linear_acc', math.nan):.4f} mi_nats {last.get('mi_nats', math.nan):.3f} "
+              f"({_clock(seconds)})", flush=True)
+        self._progress(trials)
 
     def on_experiment_end(self, trials: list, **info) -> None:
         """Make MLflow agree with the experiment: every trial's run ended, no run without a trial."""
+        if interrupt.requested():
+            return  # the driver ends what is left KILLED; the resumed search continues the runs
         for trial in trials:
             if trial.trial_id in self._closed or trial.status not in ("TERMINATED", "ERROR"):
                 continue
@@ -151,7 +211,8 @@ class MlflowTrials(Callback):
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
         state = self._run(trial)
         self.tracker.set_tags(state["run_id"], {"ray.retries": trial.run_metadata.num_failures})
-        print(f"{PREFIX} trial {trial.trial_id} crashed; retrying from its last checkpoint", flush=True)
+        print(f"{PREFIX} trial {trial.trial_id} crashed ({_error_text(trial, last_line=True)}); "
+              "retrying from its last checkpoint", flush=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
         state = self._run(trial)
@@ -159,13 +220,14 @@ class MlflowTrials(Callback):
         self.tracker.set_tags(state["run_id"], {"ray.status": "error", "ray.error": _error_text(trial)})
         self.tracker.end(state["run_id"], "FAILED")
         self._closed.add(trial.trial_id)
-        print(f"{PREFIX} trial {trial.trial_id} FAILED: {_error_text(trial)[:300]}", flush=True)
+        print(f"{PREFIX} trial {trial.trial_id} FAILED: {_error_text(trial, last_line=True)}", flush=True)
+        self._progress(trials)
 
 
-def _error_text(trial: Any) -> str:
+def _error_text(trial: Any, last_line: bool = False) -> str:
     path = getattr(trial, "error_file", None)
     try:
-        return Path(path).read_text()[-4000:] if path else "unknown error"
+        text = Path(path).read_text()[-4000:] if path else "unknown error"
     except OSError:
-        return str(path)
-
+        text = str(path)
+    return error_line(text) if last_line else text

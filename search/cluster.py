@@ -1,7 +1,12 @@
 """Ray: start a private local instance, or join an existing cluster; and how to reach its dashboard.
 
 Local mode uses ``address="local"`` so a search never silently joins some other Ray instance
-that happens to run on the machine; the dashboard binds to 127.0.0.1 only. Ray 2.60 turns token
+that happens to run on the machine, and binds every listener to 127.0.0.1: the GCS, the raylet,
+the workers, the dashboard, its agent and the Prometheus metrics ports. Ray derives each bind
+address from the node address, but it replaces a loopback node address with the machine's own
+IP unless ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` ("no cluster") was set when Ray was imported;
+``_local_only`` sets both. Joining a cluster must not do that (the node address would match no
+node), so it is only done for a local Ray. Ray 2.60 turns token
 authentication on for clusters that ``ray.init`` starts and writes the token to
 ``~/.ray/auth_token``; we leave that on, and print how to use the token.
 
@@ -61,29 +66,53 @@ def prepare_auth(address: str | None) -> None:
     """
     if not address or "RAY_AUTH_MODE" in os.environ or not token_available():
         return
-    os.environ["RAY_AUTH_MODE"] = "token"
+    _auth_mode("token")
+
+
+def _auth_mode(mode: str, *, keep_users: bool = False) -> None:
+    """Set RAY_AUTH_MODE, refreshing Ray's cached configuration if Ray was imported already (a
+    resume imports it before connecting): a stale 'disabled' in the driver against a token-checking
+    GCS is a failed start."""
+    if keep_users and "RAY_AUTH_MODE" in os.environ:
+        return
+    os.environ["RAY_AUTH_MODE"] = mode
     if "ray" in sys.modules:
         from ray._raylet import Config
 
         Config.initialize("")
 
 
-def connect(address: str | None, num_cpus: int | None = None, quiet: bool = False) -> RayInfo:
+def _local_only() -> None:
+    """Make a local Ray bind to loopback (see the module docstring): before or after ``import ray``."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:  # imported already: the flag was read at import time
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+def connect(address: str | None, verbose: bool = False) -> RayInfo:
+    """Join ``address`` or start a private local Ray; ``verbose`` lets Ray print its own logs."""
+    import logging
+
+    if not address:
+        _local_only()
+        _auth_mode("token", keep_users=True)  # what a local Ray 2.60 does anyway, said explicitly
     import ray
 
     runtime_env = {"env_vars": {"PYTHONPATH": _pythonpath()}}
+    quiet = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
     if address:
         prepare_auth(address)
-        ctx = ray.init(address=address, runtime_env=runtime_env, log_to_driver=not quiet)
+        ctx = ray.init(address=address, runtime_env=runtime_env, **quiet)
         started = False
     else:
         ctx = ray.init(
             address="local",
-            num_cpus=num_cpus,
             include_dashboard=True,
             dashboard_host="127.0.0.1",
+            _node_ip_address="127.0.0.1",
             runtime_env=runtime_env,
-            log_to_driver=not quiet,
+            **quiet,
         )
         started = True
     url = ctx.dashboard_url
@@ -124,3 +153,40 @@ def disconnect(info: RayInfo | None) -> None:
 
     if ray.is_initialized():
         ray.shutdown()
+
+
+class Unreachable(Exception):
+    """Nothing answers at the cluster address: fail in seconds, not after Ray's minutes of retries."""
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A TCP connect to the GCS (``HOST:PORT``, ``ray://HOST:PORT``); ``auto`` is left to Ray."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise Unreachable(f"--address {address!r}: expected HOST:PORT (or ray://HOST:PORT, or auto)")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise Unreachable(f"--address {address}: no Ray cluster answers there ({err.strerror or err}); "
+                          "start it with `ray start --head`, or drop --address to run locally") from None
+
+
+def impossible_resources(cpu: float, gpu: float) -> str | None:
+    """Why no node of the connected cluster can ever run one trial, or None if some node can."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if any(r.get("CPU", 0) >= cpu and r.get("GPU", 0) >= gpu for r in nodes):
+        return None
+    most_gpu = max((r.get("GPU", 0) for r in nodes), default=0)
+    most_cpu = max((r.get("CPU", 0) for r in nodes), default=0)
+    if gpu > most_gpu:
+        return (f"resources.gpu: a trial asks for {gpu:g} GPU but no node has more than {most_gpu:g}; "
+                "set resources.gpu: 0 (and trainer.device: cpu or auto)")
+    return f"resources.cpu: a trial asks for {cpu:g} CPUs but no node has more than {most_cpu:g}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from analysis.store import state_file
 from search.spec import Spec
 
 
@@ -33,15 +34,20 @@ class Paths:
     @property
     def state_file(self) -> Path:
         """Which MLflow parent run and spec this experiment directory belongs to (see run.py)."""
-        return self.experiment_dir / "search.json"
+        return state_file(self.root, self.experiment)
+
+    @property
+    def lock_file(self) -> Path:
+        return self.experiment_dir / "search.lock"
+
+    @property
+    def mi_cache(self) -> Path:
+        """View-MI measurements shared by the trials (``search/micache.py``)."""
+        return self.experiment_dir / "mi_cache"
 
     @property
     def report_dir(self) -> Path:
         return self.experiment_dir / "report"
-
-    @property
-    def mlflow_db(self) -> Path:
-        return self.root / "mlflow.db"
 
     @property
     def mlartifacts(self) -> Path:

@@ -1,19 +1,23 @@
-"""``python -m search.run SPEC.yaml [--set KEY=VALUE ...] [--address ADDR] [--fresh]``
+"""``python -m search.run SPEC.yaml [--set KEY=VALUE ...] [--address ADDR] [--fresh] [--verbose]``
 
 Runs the search a spec describes, then the InfoMin report, and prints where everything is.
 
-Order matters: everything that can make the command wrong (the spec, the overrides, a resume
-that does not match, a missing dataset) is checked before anything is created or started, so
-those fail with exit code 2, a message naming the file and key, and no ``runs/`` entry. Only
-then is Ray started and MLflow opened; failures after that are runtime failures (exit 1).
+Order matters: everything that can make the command wrong is checked before anything is
+created or started, so it fails with exit code 2, a message naming the file and key (or the
+file, server or address), and no ``runs/`` entry: the spec and the overrides, the device and
+GPU share on this machine, the tracking server, the dataset files, the cluster address. Then the
+experiment's lock is taken (a second search of the same experiment is refused, exit 2), and a
+resume is checked against the store (a store that lost the search is refused, exit 2, and the
+report stays as it is). Only then is Ray started and MLflow written; failures after that are
+runtime failures (exit 1), and an interruption (Ctrl-C, SIGTERM) exits 130 / 143.
 
 Resume: ``runs/<experiment>/search.json`` records the spec's fingerprint and the MLflow parent
 run. Re-running the same command finds it and Ray's experiment directory and continues with
 ``Tuner.restore`` (finished trials kept; unfinished and errored ones resume from their last
 checkpoint) under the same parent run. ``--fresh`` starts over: it removes the Ray directory and
-soft-deletes the old search's MLflow runs (``mlflow gc`` purges them; ``mlflow runs restore``
-brings one back), so the experiment shows one search. A different spec under the same
-experiment name is refused unless ``--fresh`` is given.
+the MI cache and soft-deletes the old search's MLflow runs (``mlflow gc`` purges them), so the
+experiment shows one search. A different spec under the same experiment name is refused unless
+``--fresh`` is given.
 """
 
 from __future__ import annotations
@@ -29,10 +33,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.cluster import prepare_auth, target_address
+from search import interrupt
+from search.cluster import Unreachable, check_reachable, prepare_auth, target_address
+from search.lock import ExperimentBusy, ExperimentLock
 from search.paths import Paths, paths_for
-from search.spec import Spec, SpecError, domain_values, load_spec
-from trainers.config import flatten
+from search.spec import Spec, SpecError, load_spec
+from search.tracking import Store, StoreUnreachable, check_store, resolve_store
+from trainers.domains import domain_values, flatten
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
@@ -43,6 +50,10 @@ class Plan:
     old_state: dict | None  # search.json of an earlier search of this experiment
 
 
+class UsageError(Exception):
+    """Not a spec error, but the command cannot run as given (a missing dataset, a busy experiment...)."""
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m search.run", description=__doc__.split("\n\n")[1])
     parser.add_argument("spec", help="YAML spec (see spaces/augment_strength.yaml)")
@@ -51,31 +62,64 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--address", default=None,
                         help="join an existing Ray cluster (default: RAY_ADDRESS, else start a local Ray)")
     parser.add_argument("--fresh", action="store_true", help="discard an earlier search of this experiment")
+    parser.add_argument("--verbose", action="store_true", help="show Ray's and Tune's own output as well")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    lock = None
     try:
         spec = load_spec(args.spec, args.overrides)
         paths = paths_for(spec)
-        prepare_auth(target_address(args.address))  # before anything imports Ray
-        plan = plan_run(spec, paths, args.fresh)
+        address = target_address(args.address)
+        check_device(spec, address)
+        store = resolve_store(spec, paths)
+        check_store(store)
         data = load_checked_data(spec)
-    except SpecError as err:
+        if address:
+            check_reachable(address)
+        prepare_auth(address)  # before anything imports Ray
+        lock = ExperimentLock(paths.lock_file).acquire()
+        plan = plan_run(spec, paths, args.fresh, store)
+    except (SpecError, UsageError, StoreUnreachable, Unreachable, ExperimentBusy) as err:
+        if lock is not None:
+            lock.release()
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except UsageError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    return execute(spec, paths, plan, data, args.address)
-
-
-class UsageError(Exception):
-    """Not a spec error, but the command cannot run as given (e.g. the dataset is missing)."""
+    try:
+        return execute(spec, paths, plan, data, store, address, args.verbose)
+    finally:
+        lock.release()
 
 
 # --------------------------------------------------------------------------- checks (nothing created)
+
+
+def check_device(spec: Spec, address: str | None) -> None:
+    """On a local Ray, what a trial asks of the device must exist on this machine."""
+    if address:
+        return  # the cluster's nodes are checked once connected (``cluster.impossible_resources``)
+    import torch
+
+    has_cuda = torch.cuda.is_available()
+    if spec.train.trainer.device == "cuda" and not has_cuda:
+        raise SpecError("trainer.device", "'cuda' was asked for, but this machine has no CUDA device; "
+                                          "use auto or cpu (or --address a cluster with GPUs)", file=spec.file)
+    gpus = torch.cuda.device_count() if has_cuda else 0
+    if spec.resources.gpu > gpus:
+        raise SpecError("resources.gpu", f"a trial asks for {spec.resources.gpu:g} GPU, but this machine has "
+                                         f"{gpus}; no trial could ever start (set resources.gpu: 0)", file=spec.file)
+    cpus = os.cpu_count() or 1
+    if spec.resources.cpu > cpus:
+        raise SpecError("resources.cpu", f"a trial asks for {spec.resources.cpu:g} CPUs, but this machine has "
+                                         f"{cpus}", file=spec.file)
+
+
+def restorable(paths: Paths) -> bool:
+    from ray.tune import Tuner
+
+    return paths.ray_experiment.is_dir() and Tuner.can_restore(str(paths.ray_experiment))
 
 
 def read_state(paths: Paths) -> dict | None:
@@ -85,13 +129,7 @@ def read_state(paths: Paths) -> dict | None:
         return None
 
 
-def restorable(paths: Paths) -> bool:
-    from ray.tune import Tuner
-
-    return paths.ray_experiment.is_dir() and Tuner.can_restore(str(paths.ray_experiment))
-
-
-def plan_run(spec: Spec, paths: Paths, fresh: bool) -> Plan:
+def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) -> Plan:
     state = read_state(paths)
     if fresh:
         return Plan("fresh", state)
@@ -103,52 +141,111 @@ def plan_run(spec: Spec, paths: Paths, fresh: bool) -> Plan:
                 f"({paths.experiment_dir}); rerun with --fresh to start over, or choose another experiment name",
                 file=spec.file,
             )
+        if store is not None:
+            check_not_lost(state, store, paths)
         return Plan("resume", state)
     return Plan("new", state)
 
 
+def check_not_lost(state: dict, store: Store, paths: Paths) -> None:
+    """A resume must find its parent run and every trial it recorded as finished in the store."""
+    from search.tracking import Tracker
+
+    tracker = Tracker(store)
+    lost = None
+    if not tracker.run_exists(state["parent_run_id"]):
+        lost = f"its parent run {state['parent_run_id']}"
+    else:
+        finished = set(state.get("finished_trials", []))
+        have = {r.data.tags.get("ray.trial_id") for r in tracker.children(state["experiment_id"], state["parent_run_id"])}
+        if finished - have:
+            lost = f"{len(finished - have)} of its {len(finished)} finished trials"
+    if lost:
+        raise UsageError(
+            f"the MLflow store {store.uri} no longer holds this search's results ({lost}); nothing was changed and "
+            f"the report in {paths.report_dir} is left as it is. Restore the store from a backup, or rerun with "
+            "--fresh to start the search over"
+        )
+
+
 def load_checked_data(spec: Spec):
     """Load the dataset once in the driver (trials get it through Ray's object store)."""
-    from trainers.data import DatasetMissing, load_data
+    from trainers.data import DatasetError, load_data
 
     try:
         data = load_data(spec.train.dataset)
-    except DatasetMissing as err:
+    except DatasetError as err:
         raise UsageError(f"{spec.file}: {err}") from None
     n = int(data.train_x.shape[0])
     batch = spec.train_raw.get("trainer", {}).get("batch_size", spec.train.trainer.batch_size)
     largest = max(domain_values(batch)) if isinstance(batch, dict) else batch
     if largest > n:
-        raise SpecError("trainer.batch_size", f"{largest} exceeds the {n} training images", file=spec.file)
+        raise SpecError("trainer.batch_size", f"{largest} exceeds the {n} training images (validation images "
+                                              "excluded)", file=spec.file)
+    import torch
+
+    from trainers.pairs import build_pairs
+
+    try:  # the views of the spec's default point, on a few images: Kornia stages are probed here
+        build_pairs(spec.train, data)(torch.arange(min(n, 4)), True)
+    except SpecError as err:
+        raise SpecError(err.key, err.reason, file=spec.file) from None
     return data
 
 
 # --------------------------------------------------------------------------- the search
 
 
-def execute(spec: Spec, paths: Paths, plan: Plan, data, address: str | None) -> int:
-    from search import cluster
-    from search.tracking import Tracker, resolve_store
-
+def quiet_environment(verbose: bool) -> None:
+    """Keep Ray Tune's result boxes, its TensorBoard hint and MLflow's download bars off the console
+    (Ray's logs stay in its session folder); ``--verbose`` brings Tune's own output back."""
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")  # small state: snapshot often, lose little on a crash
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # that, on purpose
-    store = resolve_store(spec, paths)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if not verbose:
+        import logging
+
+        import mlflow  # noqa: F401 -- it sets its loggers' levels on import: quiet them after
+        import optuna
+
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        os.environ.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning,ignore::FutureWarning")
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def execute(spec: Spec, paths: Paths, plan: Plan, data, store: Store, address: str | None, verbose: bool) -> int:
+    from search import cluster
+    from search.tracking import Tracker
+
+    quiet_environment(verbose)
     tracker = Tracker(store)
     info = None
     experiment_id = parent = None
     status = "FAILED"
+    interrupt.install()
     try:
-        info = cluster.connect(cluster.target_address(address))
+        info = cluster.connect(address, verbose=verbose)
+        interrupt.install()  # again: ray.init sets handlers of its own
+        problem = cluster.impossible_resources(spec.resources.cpu, spec.resources.gpu)
+        if problem:
+            print(f"error: {problem} (cluster at {info.address})", file=sys.stderr)
+            return EXIT_USAGE
         print(_banner(spec, paths, plan, info, store.uri), flush=True)
         experiment_id = tracker.experiment_id(spec.experiment)
         parent = open_parent(spec, paths, plan, tracker, experiment_id, info)
-        results = fit(spec, paths, plan, data)
+        interrupt.graceful(True)
+        results = fit(spec, paths, plan, data, verbose)
+        interrupt.graceful(False)
+        if interrupt.requested():
+            raise KeyboardInterrupt
         status = search_status(results)
         print_summary(results, spec, paths, store, experiment_id, parent)
     except KeyboardInterrupt:
         status = "KILLED"
-        print("\ninterrupted: rerun the same command to resume", file=sys.stderr)
-        return EXIT_RUNTIME
+        print("\ninterrupted: the trials' last epochs are saved; rerun the same command to resume", file=sys.stderr)
+        return interrupt.exit_code()
     except Exception as err:  # noqa: BLE001 -- any failure past this point is a runtime failure, exit 1
         import traceback
 
@@ -156,9 +253,11 @@ def execute(spec: Spec, paths: Paths, plan: Plan, data, address: str | None) -> 
         print(f"error: the search failed: {err}", file=sys.stderr)
         return EXIT_RUNTIME
     finally:
+        interrupt.graceful(False)
         if parent is not None:
             tracker.close_search(experiment_id, parent, status)
         cluster.disconnect(info)
+        interrupt.reset()
     if status == "FAILED":
         print("some trials failed after their retries (the error is in each MLflow run's ray.error tag); "
               "rerun the same command to retry them from their last checkpoint", file=sys.stderr)
@@ -166,7 +265,7 @@ def execute(spec: Spec, paths: Paths, plan: Plan, data, address: str | None) -> 
     if status != "FINISHED":
         print("some trials did not finish: rerun the same command to resume them", file=sys.stderr)
         return EXIT_RUNTIME
-    return build_report(spec, paths, store.uri)
+    return build_report(spec, paths, store, experiment_id)
 
 
 def open_parent(spec: Spec, paths: Paths, plan: Plan, tracker, experiment_id: str, info) -> str:
@@ -174,15 +273,12 @@ def open_parent(spec: Spec, paths: Paths, plan: Plan, tracker, experiment_id: st
     tags = run_tags(info)
     old = plan.old_state
     if plan.mode == "resume":
-        if tracker.run_exists(old["parent_run_id"]):
-            tracker.reopen(old["parent_run_id"], tags)
-            return old["parent_run_id"]
-        print("warning: the search's MLflow parent run is gone; continuing under a new one "
-              "(trials that finished earlier are not logged again)", file=sys.stderr)
-        return new_parent(spec, paths, tracker, experiment_id, tags)
+        tracker.reopen(old["parent_run_id"], tags)
+        return old["parent_run_id"]
     if old and old.get("parent_run_id") and old.get("experiment_id"):
         tracker.delete_search(old["experiment_id"], old["parent_run_id"])
     shutil.rmtree(paths.ray_storage, ignore_errors=True)
+    shutil.rmtree(paths.mi_cache, ignore_errors=True)
     return new_parent(spec, paths, tracker, experiment_id, tags)
 
 
@@ -196,6 +292,7 @@ def new_parent(spec: Spec, paths: Paths, tracker, experiment_id: str, tags: dict
         "search_id": search_id, "parent_run_id": parent, "experiment_id": experiment_id,
         "tracking_uri": tracker.store.uri, "artifact_location": tracker.store.artifact_location,
         "fingerprint": spec.fingerprint(), "spec_file": spec.file, "overrides": list(spec.overrides),
+        "finished_trials": [],
     }
     paths.state_file.write_text(json.dumps(state, indent=2))
     return parent
@@ -223,7 +320,7 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def fit(spec: Spec, paths: Paths, plan: Plan, data):
+def fit(spec: Spec, paths: Paths, plan: Plan, data, verbose: bool):
     from ray import tune
 
     from search import space, trial
@@ -231,7 +328,7 @@ def fit(spec: Spec, paths: Paths, plan: Plan, data):
 
     trainable = tune.with_resources(
         tune.with_parameters(trial.trainable, data=data, train_raw=spec.train_raw, metric=spec.search.metric,
-                             cpu=spec.resources.cpu),
+                             cpu=spec.resources.cpu, mi_cache=str(paths.mi_cache)),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
     if plan.mode == "resume":
@@ -245,15 +342,15 @@ def fit(spec: Spec, paths: Paths, plan: Plan, data):
         param_space=space.param_space(spec),
         tune_config=tune.TuneConfig(
             metric=s.metric, mode=s.mode, search_alg=space.search_algorithm(spec),
-            scheduler=space.scheduler(spec), num_samples=s.num_samples, reuse_actors=False,
+            scheduler=space.scheduler(spec), num_samples=space.tune_num_samples(spec), reuse_actors=False,
         ),
         run_config=tune.RunConfig(
             name=spec.experiment,
             storage_path=str(paths.ray_storage),
-            callbacks=[MlflowTrials(spec, paths.state_file)],
+            callbacks=[MlflowTrials(spec, paths.state_file, total=space.total_trials(spec))],
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            verbose=1,
+            verbose=2 if verbose else 0,
         ),
     )
     return tuner.fit()
@@ -274,7 +371,8 @@ def search_status(results) -> str:
 def _banner(spec: Spec, paths: Paths, plan: Plan, info, tracking_uri: str) -> str:
     from search.cluster import dashboard_help
 
-    where = ("started a local Ray" if info.started_local else f"Connected to the existing Ray cluster at {info.address}")
+    where = ("started a local Ray (every port on 127.0.0.1)" if info.started_local
+             else f"Connected to the existing Ray cluster at {info.address}")
     return "\n".join([
         f"viewsearch: experiment '{spec.experiment}' ({plan.mode}) from {spec.file}",
         f"  {where}",
@@ -292,28 +390,48 @@ def print_summary(results, spec: Spec, paths: Paths, store, experiment_id: str, 
     top = best(trial_rows)
     if top is not None:
         params = ", ".join(f"{k}={fmt(v)}" for k, v in top.params.items()) or "(spec defaults)"
-        print(f"\nbest trial: {top.trial_id}  {params}  linear_acc {top.linear_acc:.4f}  knn_acc {top.knn_acc:.4f}"
-              f"  mi_nats {top.mi_nats:.3f}")
+        print(f"\nbest trial (by validation accuracy): {top.trial_id}  {params}  val_linear_acc "
+              f"{top.val_linear_acc:.4f}  (test linear_acc {top.linear_acc:.4f})  mi_nats {top.mi_nats:.3f}")
     print(f"\nRay results:   {paths.ray_experiment}")
     print(f"MLflow parent run: {parent} (experiment {experiment_id})")
-    print(f"Compare the trials in the MLflow UI:\n  {store.ui_command()}\n  then open {store.runs_url(experiment_id)}")
 
 
-def build_report(spec: Spec, paths: Paths, tracking_uri: str) -> int:
-    """The InfoMin analysis, if the analysis package provides it (a missing module is a note)."""
+def build_report(spec: Spec, paths: Paths, store: Store, experiment_id: str) -> int:
+    """The InfoMin report, the parent run's front page, and the MLflow link that opens on the comparison."""
+    from analysis.report import ReportError
+    from analysis.report import build_report as build
+
     try:
-        from analysis.report import build_report as build
-    except ImportError as err:
-        print(f"\nnote: no InfoMin report: analysis.report is not available ({err})")
-        return EXIT_OK
-    try:
-        path = build(spec.experiment, tracking_uri, runs_dir=paths.root)
-    except Exception as err:  # noqa: BLE001 -- the search is safe in MLflow; say how to retry the report
-        print(f"error: the report failed: {err}\n  retry: python -m analysis.report --experiment {spec.experiment} "
-              f"--tracking-uri {tracking_uri}", file=sys.stderr)
+        path = build(spec.experiment, store.uri, runs_dir=paths.root)
+    except ReportError as err:
+        print(f"error: {err}", file=sys.stderr)
         return EXIT_RUNTIME
-    print(f"\nInfoMin report: {path}")
+    except Exception as err:  # noqa: BLE001 -- the search is safe in MLflow; say how to retry the report
+        print(f"error: the report failed: {err}\n  retry: {sys.executable} -m analysis.report --experiment "
+              f"{spec.experiment} --tracking-uri {store.uri}", file=sys.stderr)
+        return EXIT_RUNTIME
+    summary = json.loads((path / "summary.json").read_text())
+    print(f"\nInfoMin verdict: {summary['verdict']}  (report: {path / 'report.md'})")
+    print(f"Compare the trials in the MLflow UI:\n  {store.ui_command()}\n  then open "
+          f"{landing_link(spec, store, experiment_id)}")
     return EXIT_OK
+
+
+def landing_link(spec: Spec, store: Store, experiment_id: str) -> str:
+    """The runs table of this experiment, best first by validation accuracy, with the searched
+    params and the accuracies as columns, one group per point (its replicates averaged): an
+    MLflow saved view where this MLflow supports it, else a plain sorted link."""
+    from mlflow.tracking import MlflowClient
+
+    from analysis.store import TAG_POINT_NAME
+    from search import landing
+
+    searched = list(spec.domains) + (["trainer.seed"] if spec.search.repeats > 1 else [])
+    metrics = ["val_linear_acc", "linear_acc", "val_knn_acc", "knn_acc", "mi_nats"]
+    base = store.runs_url(experiment_id).split("/#/")[0]
+    key = landing.write_landing_view(MlflowClient(store.uri), experiment_id, searched, metrics, "val_linear_acc",
+                                     group_by_tag=TAG_POINT_NAME, aggregate="average")
+    return landing.landing_url(base, experiment_id, key, "val_linear_acc")
 
 
 if __name__ == "__main__":

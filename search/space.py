@@ -2,9 +2,10 @@
 
 The param space holds only the searched knobs, keyed by their dotted names
 (``{"views.strength": tune.uniform(0, 1)}``): a trial's ``config`` is then exactly "the point
-this trial is", which is what the end-of-search table, the run names and the searcher's own
-state need. The constants travel separately (``tune.with_parameters``) and ``Spec.trial_config``
-merges the two and validates the result.
+this trial is" (plus ``trainer.seed`` for replicates, ``search/replicates.py``), which is what the
+end-of-search table, the run names and the searcher's own state need. The constants travel
+separately (``tune.with_parameters``) and ``trainers.config.trial_config`` merges the two and
+validates the result.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm
 from ray.tune.search.optuna import OptunaSearch
 
+from search.replicates import SEED_KEY, Replicated, replicate_seeds
 from search.spec import Spec
 
 
@@ -47,7 +49,30 @@ def param_space(spec: Spec) -> dict[str, Any]:
         if spec.search.algorithm == "grid" and kind == "choice":
             dom = {"grid": args}
         space[key] = tune_domain(dom)
+    if seeds_as_grid(spec):
+        space[SEED_KEY] = tune.grid_search(replicate_seeds(spec.train.trainer.seed, spec.search.repeats))
     return space
+
+
+def seeds_as_grid(spec: Spec) -> bool:
+    """Replicates without a model-based searcher are one more grid dimension: the seeds."""
+    return spec.search.repeats > 1 and (spec.search.algorithm == "grid" or not spec.domains)
+
+
+def tune_num_samples(spec: Spec) -> int:
+    """Tune's ``num_samples``: passes over the grid (seeds included), or one per trial (points x replicates)."""
+    s = spec.search
+    return s.num_samples if s.algorithm == "grid" or seeds_as_grid(spec) else s.num_samples * s.repeats
+
+
+def total_trials(spec: Spec) -> int:
+    """How many trials the search runs, for the progress line."""
+    n = tune_num_samples(spec)
+    for dom in spec.domains.values():
+        kind, args = next(iter(dom.items()))
+        if kind == "grid" or (kind == "choice" and spec.search.algorithm == "grid"):
+            n *= len(args)
+    return n * (spec.search.repeats if seeds_as_grid(spec) else 1)
 
 
 def search_algorithm(spec: Spec) -> SearchAlgorithm:
@@ -58,7 +83,10 @@ def search_algorithm(spec: Spec) -> SearchAlgorithm:
     """
     s = spec.search
     if s.algorithm == "optuna" and spec.domains:
-        return ConcurrencyLimiter(OptunaSearch(seed=s.seed), max_concurrent=s.max_concurrent)
+        searcher = OptunaSearch(seed=s.seed)
+        if s.repeats > 1:
+            searcher = Replicated(searcher, s.repeats, spec.train.trainer.seed)
+        return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
     return BasicVariantGenerator(max_concurrent=s.max_concurrent, random_state=s.seed)
 
 

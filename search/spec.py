@@ -17,46 +17,35 @@ import copy
 import hashlib
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from trainers.config import (
-    TRAIN_SECTIONS,
-    SpecError,
-    TrainConfig,
-    _error_key,
-    _KeyedError,
-    _Section,
-    apply_overrides,
-    find_domains,
-    get_path,
-    is_domain,
-    load_yaml,
-    parse_override,
-    resolve,
-    set_path,
-    training_sections,
-    validate_train,
-    walk,
-)
-
-EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+from analysis.store import EXPERIMENT_NAME_RULE, valid_experiment
+from trainers.config import TRAIN_SECTIONS, TrainConfig, _Section, error_key, training_sections, validate_train
+from trainers.domains import domain_values, find_domains, is_domain, resolve, set_path, walk
+from trainers.errors import KeyedError, SpecError
+from trainers.specfile import apply_overrides, load_yaml, parse_override
 
 # Metrics a trial reports every epoch, with the direction that makes them better. The search
 # metric must be one of them: ASHA and the searchers read it from every intermediate result.
-EPOCH_METRICS = {"knn_acc": "max", "train_loss": "min"}
+# Both come from the training and validation images only: the test split never steers a search.
+SEARCH_METRICS = {"val_knn_acc": "max", "train_loss": "min"}
+TEST_METRICS = ("knn_acc", "linear_acc")
 
 
 class SearchConfig(_Section):
     """How points are chosen and stopped. Defaults suit a small CPU search."""
 
     algorithm: Literal["optuna", "random", "grid"] = "optuna"
-    num_samples: int = Field(8, ge=1, le=100_000, description="trials; for grid, repeats of the whole grid")
-    metric: Literal["knn_acc", "train_loss"] = "knn_acc"
+    num_samples: int = Field(8, ge=1, le=100_000, description="points; for grid, passes over the whole grid")
+    repeats: int = Field(
+        1, ge=1, le=100, description="trainings of every point, replicate r with seed trainer.seed * repeats + r "
+        "(so different base seeds never share a replicate); the searcher sees the replicates' mean",
+    )
+    metric: Literal["val_knn_acc", "train_loss"] = "val_knn_acc"
     mode: Literal["max", "min"] | None = Field(None, description="default: the metric's natural direction")
     scheduler: Literal["asha", "none"] = "asha"
     grace_period: int = Field(1, ge=1, le=10_000, description="ASHA: epochs every trial gets before it may stop")
@@ -65,14 +54,23 @@ class SearchConfig(_Section):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seeds the searcher (TPE / random sampling)")
     max_failures: int = Field(2, ge=0, le=100, description="retries of a crashed trial from its last checkpoint")
 
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _not_test(cls, metric: object) -> object:
+        if metric in TEST_METRICS:
+            raise ValueError(f"{metric} is scored on the test split, which must never steer a search; "
+                             f"write search.metric: val_{metric}" if metric == "knn_acc" else
+                             f"{metric} is the test split's final probe; write search.metric: val_knn_acc")
+        return metric
+
     @model_validator(mode="after")
     def _mode(self) -> SearchConfig:
-        natural = EPOCH_METRICS[self.metric]
+        natural = SEARCH_METRICS[self.metric]
         if self.mode is None:
             self.mode = natural
         elif self.mode != natural:
             word = "maximised" if natural == "max" else "minimised"
-            raise _KeyedError("search.mode", f"{self.metric} is {word}, so mode must be {natural}, got {self.mode}")
+            raise KeyedError("search.mode", f"{self.metric} is {word}, so mode must be {natural}, got {self.mode}")
         return self
 
 
@@ -104,10 +102,8 @@ class _SearchSections(_Section):
     @field_validator("experiment")
     @classmethod
     def _name(cls, name: str) -> str:
-        if name in (".", "..") or not EXPERIMENT_NAME.fullmatch(name):
-            raise ValueError(
-                "must be letters, digits, '_', '-' or '.' (it names a directory), and not '.' or '..'"
-            )
+        if not valid_experiment(name):
+            raise ValueError(f"must be {EXPERIMENT_NAME_RULE}")
         return name
 
 
@@ -138,10 +134,6 @@ class Spec:
         """Dotted key -> domain, for every searched knob."""
         return find_domains(self.train_raw)
 
-    def trial_config(self, values: dict[str, Any]) -> TrainConfig:
-        """The training one trial runs: sampled ``values`` (dotted keys) over the spec's constants."""
-        return TrainConfig.model_validate(resolve(self.train_raw, values))
-
     def max_epochs(self) -> int:
         epochs = self.train_raw.get("trainer", {}).get("epochs", self.train.trainer.epochs)
         return int(max(domain_values(epochs))) if is_domain(epochs) else int(epochs)
@@ -154,11 +146,6 @@ class Spec:
         import yaml
 
         return yaml.safe_dump(self.raw, sort_keys=False)
-
-
-def domain_values(dom: dict) -> list:
-    """The explicit values of a domain (bounds for ranges)."""
-    return list(next(iter(dom.values())))
 
 
 # --------------------------------------------------------------------------- loading
@@ -201,7 +188,7 @@ def validate_spec(raw: Any) -> Spec:
     train = validate_train(train_raw)
     sections = _validate_search_sections(raw)
     _check_domains(train_raw, sections.search)
-    _check_search(train_raw, train, sections.search)
+    _check_search(train_raw, train, sections.search, sections.resources)
     return Spec(
         experiment=sections.experiment,
         train_raw=train_raw,
@@ -233,7 +220,7 @@ def _validate_search_sections(raw: dict) -> _SearchSections:
     try:
         return _SearchSections.model_validate({k: raw[k] for k in SEARCH_SECTIONS if k in raw})
     except ValidationError as err:
-        raise SpecError(*_error_key(err)) from None
+        raise SpecError(*error_key(err)) from None
 
 
 def _check_domains(train_raw: dict, search: SearchConfig) -> None:
@@ -265,14 +252,25 @@ def _check_continuous(train_raw: dict, key: str, dom: dict) -> None:
     try:
         TrainConfig.model_validate(probe)
     except ValidationError as err:
-        _, reason = _error_key(err)
+        _, reason = error_key(err)
         raise SpecError(key, f"a {next(iter(dom))} domain samples values like {inside:.4g}, which is invalid: "
                              f"{reason}; use {{int: [a, b]}} for an integer knob") from None
 
 
-def _check_search(train_raw: dict, train: TrainConfig, search: SearchConfig) -> None:
-    if search.metric == "knn_acc" and not train.evaluation.knn_every_epoch:
-        raise SpecError("search.metric", "knn_acc is only reported every epoch when evaluation.knn_every_epoch is true")
+def _check_search(train_raw: dict, train: TrainConfig, search: SearchConfig, resources: ResourcesConfig) -> None:
+    if search.metric == "val_knn_acc" and not train.evaluation.knn_every_epoch:
+        raise SpecError("search.metric", "val_knn_acc is only reported every epoch when evaluation.knn_every_epoch is true")
+    if search.repeats > 1 and search.algorithm == "random":
+        raise SpecError("search.repeats", "not with search.algorithm random (Tune's random generator draws every "
+                                          "trial afresh); use optuna or grid")
+    if search.repeats > 1 and "trainer.seed" in find_domains(train_raw):
+        raise SpecError("search.repeats", "trainer.seed is searched already; replicates set it themselves")
+    seed = train.trainer.seed
+    if seed * search.repeats + search.repeats - 1 > 2**31 - 1:
+        raise SpecError("trainer.seed", f"{seed} x {search.repeats} repeats passes the largest seed 2**31-1")
+    if train.trainer.device == "cuda" and resources.gpu == 0:
+        raise SpecError("resources.gpu", "trainer.device is cuda, but a trial that reserves no GPU share is "
+                                         "given none by Ray; set resources.gpu (e.g. 1 or 0.25)")
     epochs = train_raw.get("trainer", {}).get("epochs", train.trainer.epochs)
     min_epochs = min(domain_values(epochs)) if is_domain(epochs) else epochs
     if search.scheduler == "asha" and search.grace_period > min_epochs:
@@ -280,8 +278,3 @@ def _check_search(train_raw: dict, train: TrainConfig, search: SearchConfig) -> 
             "search.grace_period",
             f"{search.grace_period} exceeds trainer.epochs ({min_epochs}); ASHA could never stop a trial",
         )
-
-
-def searched_value(cfg: TrainConfig, key: str) -> Any:
-    """The value of a dotted key in a trial's config (for tables and run names)."""
-    return get_path(cfg.model_dump(), key)

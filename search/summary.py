@@ -6,6 +6,7 @@ is the only function that knows Ray's ``ResultGrid``.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,8 @@ class TrialRow:
     trial_id: str
     params: dict[str, Any]  # the searched values only
     epochs: int
-    knn_acc: float
+    val_knn_acc: float
+    val_linear_acc: float
     linear_acc: float
     mi_nats: float
     status: str  # completed | stopped_early | diverged | error
@@ -40,7 +42,8 @@ def rows(results: Any) -> list[TrialRow]:
                 trial_id=str(last.get("trial_id", "?")),
                 params=dict(result.config or {}),
                 epochs=int(last.get("epoch", 0) or 0),
-                knn_acc=_num(last.get("knn_acc")),
+                val_knn_acc=_num(last.get("val_knn_acc")),
+                val_linear_acc=_num(last.get("val_linear_acc")),
                 linear_acc=_num(last.get("linear_acc")),
                 mi_nats=_num(last.get("mi_nats")),
                 status=outcome(last, result.error is not None),
@@ -67,10 +70,10 @@ def fmt(value: Any) -> str:
 def table(trial_rows: list[TrialRow]) -> str:
     """A fixed-width text table: searched params first, then the accuracies, MI and status."""
     keys = list(dict.fromkeys(k for r in trial_rows for k in r.params))
-    head = ["trial", *keys, "epochs", "knn_acc", "linear_acc", "mi_nats", "status"]
+    head = ["trial", *keys, "epochs", "val_knn_acc", "val_linear_acc", "linear_acc", "mi_nats", "status"]
     body = [
-        [r.trial_id, *(fmt(r.params.get(k, "")) for k in keys), str(r.epochs), fmt(r.knn_acc), fmt(r.linear_acc),
-         fmt(r.mi_nats), r.status]
+        [r.trial_id, *(fmt(r.params.get(k, "")) for k in keys), str(r.epochs), fmt(r.val_knn_acc),
+         fmt(r.val_linear_acc), fmt(r.linear_acc), fmt(r.mi_nats), r.status]
         for r in trial_rows
     ]
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
@@ -79,13 +82,20 @@ def table(trial_rows: list[TrialRow]) -> str:
 
 
 def best(trial_rows: list[TrialRow]) -> TrialRow | None:
-    """Highest linear-probe accuracy among trials that trained to the end.
+    """Highest validation linear-probe accuracy among trials that trained to the end.
 
-    Downstream accuracy is what the study compares, whatever metric drove the search; a search
-    where no trial completed falls back to the highest per-epoch kNN accuracy.
+    Selection reads the validation split only (the test split is reported beside it); a search
+    where no trial completed falls back to the highest per-epoch validation kNN accuracy.
     """
-    done = [r for r in trial_rows if r.status == "completed" and not math.isnan(r.linear_acc)]
+    # Ties (a small validation split has coarse accuracies) go to the final validation kNN, then
+    # to the searched values, never to the trial order: Ray's trial ids are random per run.
+    ordered = sorted(trial_rows, key=lambda r: json.dumps(r.params, sort_keys=True, default=str))
+    done = [r for r in ordered if r.status == "completed" and not math.isnan(r.val_linear_acc)]
     if done:
-        return max(done, key=lambda r: r.linear_acc)
-    seen = [r for r in trial_rows if not math.isnan(r.knn_acc)]
-    return max(seen, key=lambda r: r.knn_acc) if seen else None
+        return max(done, key=lambda r: (r.val_linear_acc, _or_low(r.val_knn_acc)))
+    seen = [r for r in ordered if not math.isnan(r.val_knn_acc)]
+    return max(seen, key=lambda r: r.val_knn_acc) if seen else None
+
+
+def _or_low(value: float) -> float:
+    return -math.inf if math.isnan(value) else value

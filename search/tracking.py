@@ -15,24 +15,17 @@ This module imports MLflow but not Ray, so it can be tested without starting a c
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from analysis.store import TAG_PARENT, TAG_ROLE, TAG_SEARCH_ID, TAG_TRIAL_ID, shown, sqlite_uri
 from search.paths import Paths
 from search.spec import Spec
 
-# The names users' charts, the report and the tests rely on (DESIGN.md).
-EPOCH_METRICS = ("train_loss", "knn_acc", "ring_lower", "ring_upper", "imgs_per_s", "diverged")
-FINAL_METRICS = ("knn_acc", "linear_acc", "mi_nats", "mi_cap_nats", "diverged")
-ONCE_METRICS = ("mi_nats", "mi_cap_nats")  # properties of the views, measured once per trial
-
-TAG_ROLE = "viewsearch.role"  # "search" (parent) | "trial" (child)
-TAG_SEARCH_ID = "viewsearch.search_id"
-TAG_TRIAL_ID = "ray.trial_id"
-TAG_PARENT = "mlflow.parentRunId"
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 UI_HOST, UI_PORT = "127.0.0.1", 5000
 
@@ -49,14 +42,20 @@ class Store:
         return self.uri.startswith("sqlite:")
 
     def ui_command(self, host: str = UI_HOST, port: int = UI_PORT) -> str:
-        if not (self.is_sqlite or self.uri.startswith("file:") or "://" not in self.uri):
+        if not self.local_store:
             return f"(the tracking server at {self.uri} already serves the UI)"
         root = f" --default-artifact-root {self.artifact_location}" if self.artifact_location else ""
-        return f"mlflow ui --backend-store-uri {self.uri}{root} --host {host} --port {port}"
+        # the venv's own interpreter: works from any shell, activated or not
+        return f"{sys.executable} -m mlflow ui --backend-store-uri {self.uri}{root} --host {host} --port {port}"
+
+    @property
+    def local_store(self) -> bool:
+        """A store on this disk, which ``mlflow ui`` serves (a tracking server serves its own UI)."""
+        return self.is_sqlite or self.uri.startswith("file:") or "://" not in self.uri
 
     def runs_url(self, experiment_id: str, host: str = UI_HOST, port: int = UI_PORT) -> str:
         """The runs table in the Model-training workflow (MLflow 3 otherwise opens its GenAI page)."""
-        base = f"http://{host}:{port}" if self.ui_command().startswith("mlflow ui") else self.uri.rstrip("/")
+        base = f"http://{host}:{port}" if self.local_store else self.uri.rstrip("/")
         return f"{base}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
@@ -65,11 +64,36 @@ def resolve_store(spec: Spec, paths: Paths) -> Store:
     uri = spec.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
     artifacts = spec.tracking.artifact_root
     if uri is None:
-        uri = f"sqlite:///{paths.mlflow_db}"
+        uri = sqlite_uri(paths.root)
         artifacts = artifacts or str(paths.mlartifacts)
     if artifacts and "://" not in artifacts:
         artifacts = Path(artifacts).expanduser().resolve().as_uri()
     return Store(uri=uri, artifact_location=artifacts)
+
+
+class StoreUnreachable(Exception):
+    """The tracking server does not answer: fail before Ray starts, in seconds."""
+
+
+def check_store(store: Store, timeout: float = 5.0) -> None:
+    """An HTTP(S) tracking server must answer ``/health``; a SQLite file, if there, must be SQLite."""
+    if store.uri.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{store.uri.rstrip('/')}/health", timeout=timeout):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers (an auth proxy may refuse /health): reachable
+        except (OSError, ValueError) as err:
+            raise StoreUnreachable(f"tracking.uri {store.uri}: the tracking server does not answer "
+                                   f"({getattr(err, 'reason', err)}); start it, or remove tracking.uri to use "
+                                   "the SQLite store under runs/") from None
+    if store.is_sqlite:
+        path = Path(store.uri.removeprefix("sqlite:///"))
+        if path.is_file() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
+            raise StoreUnreachable(f"tracking.uri {store.uri}: {path} is not an SQLite database")
 
 
 def prepare_store(store: Store) -> None:
@@ -79,18 +103,30 @@ def prepare_store(store: Store) -> None:
 
 
 def run_name(values: dict[str, Any]) -> str:
-    """A short readable name from the searched values: ``s=0.62 ring=[0.01,0.10] lr=0.003``."""
-    parts, ring = [], None
-    if "negatives.lower" in values or "negatives.upper" in values:
-        ring = f"ring=[{_short(values.get('negatives.lower', '-'))},{_short(values.get('negatives.upper', '-'))}]"
+    """A short readable name from the searched values: ``s=0.62 ring=[0.01,0.10] lr=0.003``.
+    A whole section searched as one value (``negatives: {grid: [{...}, ...]}``) reads as its keys."""
+    values = _flat(values)
+    parts: list[str] = []
     for key, value in values.items():
-        if key in ("negatives.lower", "negatives.upper"):
+        if key in ("negatives.lower", "negatives.upper"):  # the ring, where its first bound comes
+            ring = f"ring=[{_short(values.get('negatives.lower', '-'))},{_short(values.get('negatives.upper', '-'))}]"
+            if ring not in parts:
+                parts.append(ring)
             continue
-        label = "s" if key == "views.strength" else key.rsplit(".", 1)[-1]
+        section, _, label = key.rpartition(".")
+        label = "s" if key == "views.strength" else (section.rsplit(".", 1)[-1] if label == "name" and section else label)
         parts.append(f"{label}={_short(value)}")
-    if ring:
-        parts.insert(1 if values and next(iter(values)) == "views.strength" else 0, ring)
     return " ".join(parts)
+
+
+def _flat(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat({f"{key}.{k}": v for k, v in value.items()}))
+        else:
+            out[key] = value
+    return out
 
 
 def _short(value: Any) -> str:
@@ -210,7 +246,7 @@ class Tracker:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if _is_number(v)]
+        items = [Metric(k, shown(v), now, step) for k, v in metrics.items() if _is_number(v)]
         for chunk in _chunks(items, 1000):
             self.client.log_batch(run_id, metrics=chunk)
 

@@ -11,9 +11,10 @@ trial and to resume it: ``checkpoint.pt`` (the trainer's full state), ``extra.js
 measured once, so a resume does not measure them again), ``config.yaml`` and ``views.png``. The
 trial never writes to MLflow: see ``search/tracking.py`` for why the driver is the one writer.
 
-The view MI is measured before training, not after: it is a property of the view pipeline
-alone (the trained model plays no part), so measuring it first gives every trial an MI value,
-including trials ASHA stops early, which the InfoMin analysis needs.
+The view MI is measured before training, not after: it is a property of the views alone (the
+trained model plays no part), so measuring it first gives every trial an MI value, including
+trials ASHA stops early, which the InfoMin analysis needs. It is measured once per view
+configuration and shared through a file cache (``search/micache.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from trainers.config import TrainConfig, resolve
+from trainers.config import TrainConfig
+from trainers.config import trial_config as point_config
 
 CHECKPOINT = "checkpoint.pt"
 EXTRA = "extra.json"
@@ -44,38 +47,65 @@ def trial_config(train_raw: dict, values: dict[str, Any], cpu: float = 1.0) -> T
     Without an explicit ``trainer.threads`` a trial uses as many torch threads as CPUs it
     reserved, so parallel trials do not oversubscribe the machine.
     """
-    cfg = TrainConfig.model_validate(resolve(train_raw, values))
+    cfg = point_config(train_raw, values)
     if cfg.trainer.threads is None:
         cfg = cfg.model_copy(update={"trainer": cfg.trainer.model_copy(update={"threads": max(1, int(cpu))})})
     return cfg
 
 
-def measure_views(trainer: Any, cfg: TrainConfig) -> dict[str, float]:
-    """MI between the trial's two views, with the spec's fixed MI protocol (``mi`` section)."""
+def measure_views(trainer: Any, cfg: TrainConfig, cache: Path | None = None, wait: bool = True) -> dict[str, float]:
+    """MI between the trial's two views with the spec's fixed MI protocol, once per view configuration.
+
+    ``wait=False``: {} while another trial is measuring the same views (ask again later)."""
     if not cfg.mi.enabled:
         return {}
-    from analysis.mi import MIProtocol, view_mi
+    from analysis.mi import view_mi
 
-    protocol = MIProtocol.from_config(cfg.mi)
-    est = view_mi(trainer.data.train_x, cfg.views, trainer.data.channels, protocol=protocol, device=trainer.device)
-    return {"mi_nats": float(est.nats), "mi_cap_nats": float(est.cap_nats)}
+    def measure() -> dict[str, float]:
+        est = view_mi(trainer.pairs, protocol=cfg.mi, device=trainer.device)
+        return {"mi_nats": float(est.nats), "mi_cap_nats": float(est.cap_nats)}
+
+    if cache is None:
+        return {**measure(), "mi_cached": 0.0}
+    from search.micache import cached_mi, mi_key
+
+    got = cached_mi(cache, mi_key(cfg), measure, wait=wait)
+    if got is None:
+        return {}
+    values, hit = got
+    return {**values, "mi_cached": float(hit)}
 
 
-def write_trial_files(trainer: Any, cfg: TrainConfig, folder: Path) -> None:
-    """``config.yaml`` (the exact training) and ``views.png`` (view pairs) for the trial's run."""
-    from trainers.views import save_view_grid
+def write_trial_files(trainer: Any, cfg: TrainConfig, folder: Path, caption: str = "") -> None:
+    """``config.yaml`` (the exact training) and ``views.png`` (labelled view pairs) for the trial's run."""
+    from analysis.viewgrid import save_view_grid
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / CONFIG).write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-    save_view_grid(trainer.data.train_x[:8], trainer.views, folder / VIEWS, n=8)
+    source = cfg.views.source(cfg.dataset.name)
+    title = f"views.pairs: {source}, views.strength {cfg.views.strength:.3g}" + (f"\n{caption}" if caption else "")
+    save_view_grid(trainer.pairs, folder / VIEWS, title, n=6)
 
 
-def _restore(trainer: Any, folder: Path | None) -> dict:
-    if folder is None or not (folder / CHECKPOINT).is_file():
-        return {}
-    trainer.load_checkpoint(folder / CHECKPOINT)
-    extra = folder / EXTRA
-    return json.loads(extra.read_text()) if extra.is_file() else {}
+def _restore(trainer: Any, folders: list[Path]) -> dict:
+    """Load the newest readable checkpoint of ``folders`` (newest first); {} to start from epoch 0.
+
+    A checkpoint that cannot be read (truncated, deleted, from another version) is skipped with
+    a warning, so a trial whose checkpoints are all unreadable starts again instead of failing
+    on every rerun.
+    """
+    for folder in folders:
+        try:
+            trainer.load_checkpoint(folder / CHECKPOINT)
+        except Exception as err:  # noqa: BLE001 -- any unreadable checkpoint: try the next one
+            print(f"warning: checkpoint {folder} is unreadable ({type(err).__name__}: {err}); trying an older one",
+                  file=sys.stderr, flush=True)
+            continue
+        extra = folder / EXTRA
+        return json.loads(extra.read_text()) if extra.is_file() else {}
+    if folders:
+        print("warning: no readable checkpoint; this trial starts again from epoch 0", file=sys.stderr, flush=True)
+    return {}
 
 
 def epoch_result(metrics: dict, extra: dict, metric: str, start_epoch: int) -> dict:
@@ -92,31 +122,36 @@ def run_trial(
     cfg: TrainConfig,
     data: Any,
     report: Report,
-    restore: Path | None = None,
-    metric: str = "knn_acc",
+    restore: list[Path] | None = None,
+    metric: str = "val_knn_acc",
     trainer_cls: Any = None,
+    mi_cache: Path | None = None,
+    caption: str = "",
 ) -> dict:
     """Train the remaining epochs, reporting each with a checkpoint; stop on divergence.
 
-    The last epoch's result also carries the final evaluation (``knn_acc`` on the full test set,
-    ``linear_acc``). A diverged epoch is reported with ``diverged=1`` and the trial returns
-    normally: divergence is a result of the point, not a crash to retry.
+    The last epoch's result also carries the final evaluation (``val_knn_acc``,
+    ``val_linear_acc`` and, on the test split, ``knn_acc``, ``linear_acc``). A diverged epoch is
+    reported with ``diverged=1`` and the trial returns normally: divergence is a result of the
+    point, not a crash to retry.
     """
     if trainer_cls is None:
         from trainers.train import Trainer as trainer_cls
     trainer = trainer_cls(cfg, data)
-    extra = _restore(trainer, restore)
+    extra = _restore(trainer, restore or [])
     start = trainer.epoch  # reported as ``start_epoch``: shows whether a trial was resumed, and from where
-    if not extra:
-        extra = measure_views(trainer, cfg)
+    if not extra:  # if another replicate is measuring these views' MI right now, train first
+        extra = {**measure_views(trainer, cfg, mi_cache, wait=False), **trainer.data.sizes()}
     staging = Path(tempfile.mkdtemp(prefix="trial-files-"))
     try:
-        write_trial_files(trainer, cfg, staging)
+        write_trial_files(trainer, cfg, staging, caption)
         result: dict = {}
         while trainer.epoch < cfg.trainer.epochs:
             metrics = trainer.train_epoch()
             diverged = bool(metrics.get("diverged"))
             if not diverged and trainer.epoch >= cfg.trainer.epochs:
+                if cfg.mi.enabled and "mi_nats" not in extra:
+                    extra.update(measure_views(trainer, cfg, mi_cache))  # measured by now: read from the cache
                 metrics.update(trainer.evaluate())
             result = epoch_result(metrics, extra, metric, start)
             _report_with_checkpoint(trainer, result, extra, staging, report)
@@ -138,23 +173,43 @@ def _report_with_checkpoint(trainer: Any, result: dict, extra: dict, staging: Pa
         report(result, folder)
 
 
-def trainable(config: dict, *, data: Any, train_raw: dict, metric: str, cpu: float) -> None:
+def _older_checkpoints(newest: Path | None) -> list[Path]:
+    """The trial's other checkpoint folders, newest first (Tune keeps ``num_to_keep`` of them)."""
+    from ray import tune
+
+    try:
+        trial_dir = Path(tune.get_context().get_trial_dir())
+    except Exception:  # noqa: BLE001 -- outside a trial (tests): nothing older to try
+        return []
+    found = sorted(trial_dir.glob("checkpoint_*"), key=lambda p: p.name, reverse=True)
+    return [p for p in found if newest is None or p.resolve() != newest.resolve()]
+
+
+def trainable(config: dict, *, data: Any, train_raw: dict, metric: str, cpu: float, mi_cache: str | None = None) -> None:
     """Tune's function trainable (wrapped with ``tune.with_parameters`` by the driver)."""
     from ray import tune
+
+    from search.tracking import run_name
 
     cfg = trial_config(train_raw, config, cpu)
 
     def report(result: dict, folder: Path) -> None:
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(folder)))
 
+    cache = Path(mi_cache) if mi_cache else None
+    caption = run_name(config)
     checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        run_trial(cfg, data, report, None, metric)
-        return
-    with checkpoint.as_directory() as folder:
-        restore = Path(tempfile.mkdtemp(prefix="trial-restore-"))
-        shutil.copytree(folder, restore, dirs_exist_ok=True)
+    restore_dir = Path(tempfile.mkdtemp(prefix="trial-restore-"))
     try:
-        run_trial(cfg, data, report, restore, metric)
+        folders: list[Path] = []
+        if checkpoint is not None:
+            try:
+                with checkpoint.as_directory() as folder:
+                    shutil.copytree(folder, restore_dir / "latest", dirs_exist_ok=True)
+                folders.append(restore_dir / "latest")
+            except Exception as err:  # noqa: BLE001 -- deleted or unreadable: fall back to older ones
+                print(f"warning: the latest checkpoint cannot be read ({err})", file=sys.stderr, flush=True)
+        folders += _older_checkpoints(Path(checkpoint.path) if checkpoint is not None else None)
+        run_trial(cfg, data, report, folders, metric, mi_cache=cache, caption=caption)
     finally:
-        shutil.rmtree(restore, ignore_errors=True)
+        shutil.rmtree(restore_dir, ignore_errors=True)

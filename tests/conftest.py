@@ -21,7 +21,7 @@ model: {width: 8, proj_dim: 16, proj_hidden: 32}
 views: {strength: {uniform: [0.2, 1.0]}}
 negatives: {lower: {choice: [0.0, 0.05]}, upper: {choice: [0.5, 1.0]}}
 trainer: {epochs: 2, batch_size: 32, max_steps: 2}
-evaluation: {knn_k: 10, linear_epochs: 1, monitor_train: 256, monitor_test: 128}
+evaluation: {knn_k: 10, linear_epochs: 1, monitor_train: 256, monitor_val: 128}
 mi: {steps: 5, batch_size: 32, pairs: 128}
 search: {num_samples: 4, max_concurrent: 2, scheduler: none}
 """
@@ -118,15 +118,20 @@ def tiny_search(tmp_path_factory):
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()
     dashboard: dict = {}
+    listeners: list = []
     deadline = time.time() + 420
     while proc.poll() is None and time.time() < deadline:
         found = [m for line in list(lines) if (m := re.search(r"Ray dashboard: (http://\S+)", line))]
         if found and not dashboard:
             dashboard = probe_dashboard(found[0].group(1))
+        if not listeners and any("epoch 1/" in line for line in list(lines)):  # trial workers are up
+            from tests.listeners import listeners_of_session
+
+            listeners = listeners_of_session(proc.pid)
         time.sleep(0.5)
     proc.kill() if proc.poll() is None else None
     proc.wait()
     kill_group(proc.pid)
     reader.join(10)
     return SimpleNamespace(cwd=cwd, spec=spec, rc=proc.returncode, out="".join(lines), dashboard=dashboard,
-                           db=cwd / "runs" / "mlflow.db", epochs=2, num_samples=4)
+                           listeners=listeners, db=cwd / "runs" / "mlflow.db", epochs=2, num_samples=4)

@@ -2,15 +2,10 @@
 
 import pytest
 
-from trainers.config import (
-    SpecError,
-    TrainConfig,
-    apply_overrides,
-    domain_default,
-    flatten,
-    resolve,
-    validate_train,
-)
+from trainers.config import TrainConfig, validate_train
+from trainers.domains import domain_default, flatten, resolve
+from trainers.errors import SpecError
+from trainers.specfile import apply_overrides
 
 
 def error_of(raw):
@@ -40,6 +35,15 @@ def test_defaults_validate():
         ({"method": {"name": {"choice": ["simclr", "swav"]}}}, "method.name"),
         ({"negatives": {"lower": {"uniform": [0.0, 0.5]}, "upper": {"uniform": [0.3, 1.0]}}}, "negatives.upper"),
         ({"views": {"crop_scale_min": 0.9, "crop_scale_max": 0.5}}, "views.crop_scale_min"),
+        ({"trainer": {"epochs": True}}, "trainer.epochs"),  # strict types: not 1
+        ({"trainer": {"lr": "0.1"}}, "trainer.lr"),
+        ({"evaluation": {"monitor_test": 5}}, "evaluation.monitor_test"),
+        ({"mi": {"pairs": 64}}, "mi.pairs"),  # fewer than one batch of 256
+        ({"views": {"pairs": "channels"}}, "views.pairs"),  # grayscale data
+        ({"views": {"pairs": "toy"}}, "views.pairs"),
+        ({"views": {"patch_distance": 0.5}}, "views.patch_distance"),  # not the patches source
+        ({"views": {"stages": ["RandomErasing"]}}, "views.stages.0"),
+        ({"views": {"stages": [{"RandomErasing": {"p": 2.0}}]}}, "views.stages.0.RandomErasing.p"),
     ],
 )
 def test_bad_values_name_their_key(raw, key):
@@ -63,13 +67,33 @@ def test_domain_defaults_and_resolution():
 
 
 def test_overrides_validate_keys_and_parse_yaml():
-    raw = apply_overrides({}, ["trainer.epochs=3", "views.strength={uniform: [0.1, 0.2]}"])
+    raw = apply_overrides({}, ["trainer.epochs=3", "views.strength={uniform: [0.1, 0.2]}"], TrainConfig)
     assert raw == {"trainer": {"epochs": 3}, "views": {"strength": {"uniform": [0.1, 0.2]}}}
     with pytest.raises(SpecError) as err:
-        apply_overrides({}, ["trainer.epoch=3"])
+        apply_overrides({}, ["trainer.epoch=3"], TrainConfig)
     assert err.value.key == "trainer.epoch"
 
 
 def test_flatten_uses_dotted_names():
     flat = flatten(validate_train({}))
     assert flat["views.strength"] == 1.0 and flat["negatives.lower"] == 0.0 and flat["method.name"] == "simclr"
+
+
+def test_renamed_keys_say_what_to_write_instead():
+    err = error_of({"evaluation": {"monitor_test": 5}})
+    assert "monitor_val" in err.reason
+
+
+def test_domains_reach_into_the_stage_list():
+    raw = {"views": {"stages": [{"RandomSharpness": {"sharpness": {"uniform": [0.1, 0.9]}, "p": 1.0}}]}}
+    assert validate_train(raw).views.stages[0]["RandomSharpness"]["sharpness"] == pytest.approx(0.5)
+    assert set(flatten(raw)) == {"views.stages.0.RandomSharpness.sharpness", "views.stages.0.RandomSharpness.p"}
+
+
+def test_strength_scaling_is_declared_once_per_knob():
+    from trainers.config import ViewsConfig
+
+    knobs = ViewsConfig.pipeline_knobs()
+    assert knobs["crop_scale_min"] == "towards_one" and knobs["crop_ratio_max"] == "log"
+    assert knobs["solarize_threshold"] == "fixed" and knobs["blur_p"] == "linear"
+    assert "strength" not in knobs and "patch_distance" not in knobs and len(knobs) == 17

@@ -11,7 +11,6 @@ from scipy import stats
 from analysis.infomin import (
     analyse,
     bootstrap_peaks,
-    diverged_filter,
     f_test_quadratic_vs_linear,
     fit_quadratic,
     peak_ci,
@@ -89,6 +88,13 @@ def test_nan_rows_are_dropped_before_counting():
     out = analyse([1.0, 2.0, float("nan"), 3.0, 4.0], [0.5, float("inf"), 0.6, 0.55, 0.6])
     assert out["n_used"] == 3
     assert out["reasons"][0].startswith("too few trials (n=3")
+
+
+def test_replicated_trials_without_any_mi_are_inconclusive_not_a_crash():
+    """A comparison search (mi.enabled: false, e.g. ring_bounds) has replicates but no MI."""
+    nan = float("nan")
+    out = analyse([nan] * 6, [0.5, 0.6, 0.55, 0.6, 0.7, 0.65], groups=["a", "a", "b", "b", "c", "c"])
+    assert out["verdict"] == "inconclusive" and out["n_used"] == 0
 
 
 @pytest.mark.parametrize(
@@ -185,17 +191,20 @@ def test_output_is_strict_json_and_deterministic():
     assert json.loads(json.dumps(a))["verdict"] in {"reverse_u", "increasing", "decreasing", "inconclusive"}
 
 
-def test_diverged_filter():
-    rows = [
-        {"mi_nats": 1.0, "linear_acc": 0.5, "diverged": 0},
-        {"mi_nats": 2.0, "linear_acc": 0.6, "diverged": 1},
-        {"mi_nats": float("nan"), "linear_acc": 0.6},
-        {"mi_nats": 3.0, "linear_acc": None},
-        {"mi_nats": np.float32(2.5), "linear_acc": 0.7},
-    ]
-    used, excluded = diverged_filter(rows)
-    assert used == [rows[0], rows[4]]
-    assert excluded == [rows[1], rows[2], rows[3]]
+def test_only_finished_finite_undiverged_trials_are_used():
+    """Diverged trials say nothing about the views, only about the optimiser: counting them as
+    low-accuracy points would plant a fake trend (the report's filter, ``Trial.usable``)."""
+    from analysis.report import Trial
+
+    def trial(status="FINISHED", **metrics):
+        return Trial("r", "r", status, {}, {"mi_nats": 1.0, "linear_acc": 0.5, "val_linear_acc": 0.5, **metrics})
+
+    assert trial().usable
+    assert not trial(diverged=1.0).usable
+    assert not trial(mi_nats=float("nan")).usable and trial(mi_nats=float("nan")).scored  # a point, not the fit
+    assert not trial(diverged=1.0).scored
+    assert not trial(status="KILLED").usable
+    assert not Trial("r", "r", "FINISHED", {}, {"mi_nats": 1.0, "linear_acc": 0.5}).usable  # no validation probe
 
 
 def test_two_lines_slopes_and_one_sided_p():

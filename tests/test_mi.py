@@ -2,17 +2,12 @@
 
 import itertools
 import math
-import sys
-import types
-from dataclasses import dataclass
-from typing import ClassVar
 
 import pytest
 import torch
 
 from analysis.mi import (
     MIEstimate,
-    MIProtocol,
     estimate_mi,
     infonce_bound,
     js_bound,
@@ -20,6 +15,7 @@ from analysis.mi import (
     smile_bound,
     view_mi,
 )
+from trainers.config import MIConfig as MIProtocol  # the protocol is the spec's mi section
 
 
 @pytest.fixture(autouse=True)
@@ -197,7 +193,7 @@ def test_seed_changes_the_estimate_and_caller_rng_is_untouched():
     torch.manual_seed(123)
     a = estimate_mi(x, y, protocol=TINY)
     assert torch.equal(torch.rand(3), expected_next)
-    b = estimate_mi(x, y, protocol=MIProtocol(**{**TINY.__dict__, "seed": 1}))
+    b = estimate_mi(x, y, protocol=TINY.model_copy(update={"seed": 1}))
     assert a.nats != b.nats
 
 
@@ -226,60 +222,46 @@ def test_bad_inputs_raise_clear_errors():
         estimate_mi(x[:, 0], y[:, 0], protocol=TINY)
 
 
-def test_protocol_from_config_takes_matching_fields():
-    @dataclass
-    class FakeMIConfig:  # the shape of trainers.config.MIConfig
-        estimator: str = "nwj"
-        steps: int = 7
-        batch_size: int = 32
-        pairs: int = 128
-        lr: float = 0.01
-        seed: int = 3
-        enabled: bool = True
+def test_protocol_sizes_are_validated_with_the_spec():
+    from pydantic import ValidationError
 
-    p = MIProtocol.from_config(FakeMIConfig(), hidden=32)
-    assert (p.estimator, p.steps, p.batch_size, p.pairs, p.lr, p.seed, p.hidden) == ("nwj", 7, 32, 128, 0.01, 3, 32)
-    assert p.embed == MIProtocol().embed
+    with pytest.raises(ValidationError, match="mi.pairs"):
+        MIProtocol(pairs=64, batch_size=128)
 
 
 # ----------------------------------------------------------------------------- view_mi
 
 
-class _FakeViews:
-    """Stands in for trainers.views.ViewPipeline: v1 = image, v2 = image + seeded noise."""
+class _FakeSource:
+    """Stands in for a trainers.pairs.PairSource: v1 = image, v2 = image + seeded noise."""
 
-    calls: ClassVar[list[int]] = []
+    def __init__(self, images):
+        self.images, self.calls = images, []
 
-    def __init__(self, cfg, channels):
-        self.channels = channels
-
-    def __call__(self, x_uint8):
-        _FakeViews.calls.append(x_uint8.shape[0])
-        v = x_uint8.float() / 255
-        return types.SimpleNamespace(v1=v, v2=(v + 0.05 * torch.randn_like(v)).clamp(0, 1))
+    def __call__(self, idx, need_second=True):
+        self.calls.append(idx.shape[0])
+        v = self.images[idx].float() / 255
+        return v, (v + 0.05 * torch.randn_like(v)).clamp(0, 1)
 
 
-def test_view_mi_draws_chunked_seeded_views(monkeypatch):
-    module = types.ModuleType("trainers.views")
-    module.ViewPipeline = _FakeViews
-    monkeypatch.setitem(sys.modules, "trainers.views", module)
+def test_view_mi_draws_chunked_seeded_views():
     images = torch.randint(0, 256, (200, 3, 8, 8), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    _FakeViews.calls = []
-    a = view_mi(images, None, channels=3, protocol=TINY, chunk=50)
-    assert _FakeViews.calls == [50, 30]  # pairs + eval_pairs = 80 images, in chunks
-    assert a == view_mi(images, None, channels=3, protocol=TINY, chunk=50)
-    few = view_mi(images[:20], None, channels=3, protocol=TINY)  # fewer images than pairs: with replacement
+    source = _FakeSource(images)
+    a = view_mi(source, protocol=TINY, chunk=50)
+    assert source.calls == [50, 30]  # pairs + eval_pairs = 80 images, in chunks
+    assert a == view_mi(source, protocol=TINY, chunk=50)
+    few = view_mi(_FakeSource(images[:20]), protocol=TINY)  # fewer images than pairs: with replacement
     assert math.isfinite(few.nats)
 
 
 def test_view_mi_with_the_real_pipeline():
-    views = pytest.importorskip("trainers.views")
     from trainers.config import ViewsConfig
+    from trainers.pairs.base import PairSource
+    from trainers.views import ViewPipeline
 
-    assert hasattr(views, "ViewPipeline")
     images = torch.randint(0, 256, (100, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    weak, strong = ViewsConfig(strength=0.0), ViewsConfig(strength=1.0)
-    a = view_mi(images, strong, channels=3, protocol=TINY)
+    strong = PairSource(images, ViewPipeline(ViewsConfig(strength=1.0), 3))
+    a = view_mi(strong, protocol=TINY)
     assert math.isfinite(a.nats)
-    assert a == view_mi(images, strong, channels=3, protocol=TINY)
-    assert math.isfinite(view_mi(images, weak, channels=3, protocol=TINY).nats)
+    assert a == view_mi(strong, protocol=TINY)
+    assert math.isfinite(view_mi(PairSource(images), protocol=TINY).nats)  # identical views

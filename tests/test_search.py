@@ -15,6 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -24,6 +25,7 @@ from search.spec import validate_spec
 from search.summary import TrialRow, best, table
 from search.trial import CHECKPOINT, CONFIG, EXTRA, VIEWS, run_trial
 from tests.conftest import TINY_SPEC, cli_env, free_port, kill_group, run_search, search_cmd
+from trainers.config import trial_config
 
 GOOD = yaml.safe_load(TINY_SPEC)
 
@@ -101,7 +103,8 @@ class FakeTrainer:
 
     def __init__(self, cfg, data, losses=(1.0, 0.9, 0.8)):
         self.cfg, self.epoch, self.losses = cfg, 0, list(losses)
-        self.views = None
+        self.pairs = None
+        self.data = SimpleNamespace(sizes=lambda: {"n_train_images": 10, "n_val_images": 2, "n_test_images": 5})
 
     def train_epoch(self):
         loss = self.losses[self.epoch]
@@ -109,11 +112,11 @@ class FakeTrainer:
         m = {"epoch": float(self.epoch), "train_loss": loss, "imgs_per_s": 1.0, "ring_lower": 0.0,
              "ring_upper": 1.0, "diverged": 0.0 if math.isfinite(loss) else 1.0}
         if math.isfinite(loss):
-            m["knn_acc"] = 0.5
+            m["val_knn_acc"] = 0.5
         return m
 
     def evaluate(self):
-        return {"knn_acc": 0.6, "linear_acc": 0.7}
+        return {"val_knn_acc": 0.6, "val_linear_acc": 0.65, "knn_acc": 0.6, "linear_acc": 0.7}
 
     def save_checkpoint(self, path):
         Path(path).write_text(json.dumps({"epoch": self.epoch}))
@@ -126,10 +129,10 @@ class FakeTrainer:
 def fake_trial(monkeypatch):
     """run_trial with a FakeTrainer; returns (reports, MI measurements) after each call."""
     measured = []
-    monkeypatch.setattr("search.trial.measure_views", lambda t, c: measured.append(1) or {"mi_nats": 1.5,
-                                                                                        "mi_cap_nats": 3.0})
+    monkeypatch.setattr("search.trial.measure_views", lambda t, c, cache=None, wait=True: measured.append(1) or
+                        {"mi_nats": 1.5, "mi_cap_nats": 3.0})
 
-    def files(trainer, cfg, folder):
+    def files(trainer, cfg, folder, caption=""):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / CONFIG).write_text("x: 1\n")
         (folder / VIEWS).write_bytes(b"png")
@@ -138,13 +141,14 @@ def fake_trial(monkeypatch):
 
     def run(losses=(1.0, 0.9, 0.8), epochs=3, restore=None):
         reports, keep = [], []
-        cfg = spec_of(trainer={"epochs": epochs, "batch_size": 32}).trial_config({})
+        cfg = trial_config(spec_of(trainer={"epochs": epochs, "batch_size": 32}).train_raw, {})
 
         def report(result, folder):
             reports.append(result)
             keep.append({p.name: p.read_bytes() for p in folder.iterdir()})
 
-        run_trial(cfg, None, report, restore=restore, trainer_cls=lambda c, d: FakeTrainer(c, d, losses))
+        run_trial(cfg, None, report, restore=[restore] if restore else None,
+                  trainer_cls=lambda c, d: FakeTrainer(c, d, losses))
         return reports, keep, measured
 
     return run
@@ -154,7 +158,7 @@ def test_trial_reports_every_epoch_with_a_checkpoint(fake_trial):
     reports, kept, measured = fake_trial()
     assert [r["epoch"] for r in reports] == [1.0, 2.0, 3.0]
     assert "linear_acc" in reports[-1] and "linear_acc" not in reports[0]
-    assert all(r["mi_nats"] == 1.5 and r["start_epoch"] == 0 for r in reports)
+    assert all(r["mi_nats"] == 1.5 and r["start_epoch"] == 0 and r["n_test_images"] == 5 for r in reports)
     assert all(set(k) == {CHECKPOINT, EXTRA, CONFIG, VIEWS} for k in kept)
     assert len(measured) == 1
 
@@ -162,7 +166,7 @@ def test_trial_reports_every_epoch_with_a_checkpoint(fake_trial):
 def test_diverged_trial_reports_and_stops(fake_trial):
     reports, _, _ = fake_trial(losses=(1.0, float("nan"), 0.5))
     assert [r["diverged"] for r in reports] == [0.0, 1.0]
-    assert math.isnan(reports[-1]["knn_acc"])  # the search metric is always present
+    assert math.isnan(reports[-1]["val_knn_acc"])  # the search metric is always present
     assert "linear_acc" not in reports[-1]
 
 
@@ -180,13 +184,13 @@ def test_resumed_trial_continues_from_its_checkpoint(fake_trial, tmp_path):
 
 def test_table_and_best():
     rows = [
-        TrialRow("a", {"views.strength": 0.25}, 2, 0.5, 0.6, 1.2, "completed"),
-        TrialRow("b", {"views.strength": 0.75}, 2, 0.7, 0.65, 0.8, "completed"),
-        TrialRow("c", {"views.strength": 0.9}, 1, float("nan"), float("nan"), 0.3, "diverged"),
+        TrialRow("a", {"views.strength": 0.25}, 2, 0.5, 0.6, 0.61, 1.2, "completed"),
+        TrialRow("b", {"views.strength": 0.75}, 2, 0.7, 0.65, 0.6, 0.8, "completed"),
+        TrialRow("c", {"views.strength": 0.9}, 1, float("nan"), float("nan"), float("nan"), 0.3, "diverged"),
     ]
     text = table(rows)
-    assert text.splitlines()[0].split() == ["trial", "views.strength", "epochs", "knn_acc", "linear_acc", "mi_nats",
-                                            "status"]
+    assert text.splitlines()[0].split() == ["trial", "views.strength", "epochs", "val_knn_acc", "val_linear_acc",
+                                            "linear_acc", "mi_nats", "status"]
     assert "diverged" in text and best(rows).trial_id == "b"
 
 
@@ -209,7 +213,7 @@ def test_four_trials_finish(tiny_search):
     assert tiny_search.rc == 0, tiny_search.out[-4000:]
     table_rows = [line for line in tiny_search.out.splitlines() if re.match(r"^[0-9a-f]{8}\s", line)]
     assert len(table_rows) == 4 and all(line.rstrip().endswith("completed") for line in table_rows)
-    assert "best trial:" in tiny_search.out
+    assert "best trial (by validation accuracy):" in tiny_search.out
     assert "started a local Ray" in tiny_search.out
 
 
@@ -239,7 +243,7 @@ def test_ring_search_logs_each_trials_band(tiny_search):
 @pytest.mark.integration
 def test_summary_points_at_the_mlflow_ui(tiny_search):
     db = tiny_search.cwd / "runs" / "mlflow.db"
-    assert f"mlflow ui --backend-store-uri sqlite:///{db}" in tiny_search.out
+    assert f"{sys.executable} -m mlflow ui --backend-store-uri sqlite:///{db}" in tiny_search.out
     assert "--host 127.0.0.1 --port 5000" in tiny_search.out
     assert re.search(r"http://127\.0\.0\.1:5000/#/experiments/\d+/runs\?workflowType=machine_learning",
                      tiny_search.out)
@@ -255,9 +259,9 @@ def test_sigkill_then_rerun_resumes_without_retraining(tmp_path, tiny_spec):
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None and not any("finished (" in x for x in list(lines)):
+    while time.time() < deadline and proc.poll() is None and not any(" completed: " in x for x in list(lines)):
         time.sleep(0.2)
-    finished_before = {m.group(1) for x in list(lines) if (m := re.search(r"trial (\w+) finished \(", x))}
+    finished_before = {m.group(1) for x in list(lines) if (m := re.search(r"trial (\w+) completed: ", x))}
     try:
         assert finished_before, "".join(lines)[-3000:]
         os.kill(proc.pid, signal.SIGKILL)
@@ -277,7 +281,7 @@ def test_sigkill_then_rerun_resumes_without_retraining(tmp_path, tiny_spec):
     client = MlflowClient(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     for run in children:
         trial_id, run_id = run.data.tags["ray.trial_id"], run.info.run_id
-        steps = [m.step for m in client.get_metric_history(run_id, "knn_acc")]
+        steps = [m.step for m in client.get_metric_history(run_id, "val_knn_acc")]
         assert sorted(steps) == [1, 2], (trial_id, steps)  # each epoch logged once, whatever was re-run
         starts = [m.value for m in sorted(client.get_metric_history(run_id, "start_epoch"), key=lambda m: m.timestamp)]
         if trial_id in finished_before:  # began once from scratch; any later start resumed a checkpoint

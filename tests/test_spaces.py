@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from search.spec import load_spec
+from trainers.config import trial_config
 from trainers.train import Trainer
 
 SPACES = sorted((Path(__file__).resolve().parents[1] / "spaces").glob("*.yaml"))
@@ -17,11 +18,11 @@ def test_spec_loads(path):
     assert spec.domains, "a search spec searches something"
 
 
-@pytest.mark.parametrize("name", ["cifar10_infomin", "cifar10_ring"])
+@pytest.mark.parametrize("name", ["cifar10_infomin", "cifar10_ring", "cifar10_channels"])
 def test_gpu_spec_dry_run_on_synthetic_data(name):
     dry = [
         "dataset.name=synthetic", "dataset.channels=3", "dataset.image_size=32", "dataset.subset=32",
-        "dataset.test_subset=16", "trainer.device=cpu", "trainer.epochs=1", "trainer.max_steps=1",
+        "dataset.test_subset=16", "dataset.val_size=4", "trainer.device=cpu", "trainer.epochs=1", "trainer.max_steps=1",
         "trainer.batch_size=16", "search.grace_period=1", "trainer.compile_views=false",
     ]
     spec = load_spec(Path(__file__).resolve().parents[1] / "spaces" / f"{name}.yaml", dry)
@@ -29,7 +30,7 @@ def test_gpu_spec_dry_run_on_synthetic_data(name):
     methods = ("ir", "moco", "simclr") if "method.name" in spec.domains else ("simclr",)
     for method in methods:
         values = {"method.name": method} if "method.name" in spec.domains else {}
-        cfg = spec.trial_config(values)
+        cfg = trial_config(spec.train_raw, values)
         assert cfg.method.name == method
         trainer = Trainer(cfg)
         metrics = trainer.train_epoch()

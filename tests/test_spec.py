@@ -1,5 +1,5 @@
 """The search spec: valid specs load, and every malformed spec or override exits 2 naming the key
-with nothing created (DESIGN.md: exit codes; issue 3: bad input)."""
+with nothing created (docs/design.md: exit codes)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import yaml
 
 from search.spec import Spec, SpecError, load_spec, validate_spec
 from tests.conftest import REPO, TINY_SPEC, cli_env, run_search
+from trainers.config import trial_config
 
 GOOD = yaml.safe_load(TINY_SPEC)
 
@@ -29,9 +30,8 @@ def test_flagship_spec_is_valid():
     assert spec.experiment == "augment_strength"
     assert spec.train.dataset.name == "fashion_mnist"
     assert spec.train.method.name == "simclr" and spec.train.model.backbone == "convnet"
-    assert spec.domains["views.strength"] == {"uniform": [0, 1]}
     assert set(spec.domains) == {"views.strength"}  # a clean InfoMin test: only the views vary
-    assert spec.search.algorithm == "optuna" and spec.search.num_samples >= 8
+    assert spec.search.repeats >= 3 and spec.train.dataset.test_subset is None  # replicates, the whole test split
     assert spec.search.scheduler == "none"  # every trial keeps its final linear probe for the fit
 
 
@@ -51,7 +51,7 @@ def test_defaults_and_mode_follow_the_metric():
 
 def test_trial_config_merges_sampled_values(tiny_spec):
     spec = load_spec(tiny_spec)
-    cfg = spec.trial_config({"views.strength": 0.3, "negatives.lower": 0.05, "negatives.upper": 0.5})
+    cfg = trial_config(spec.train_raw, {"views.strength": 0.3, "negatives.lower": 0.05, "negatives.upper": 0.5})
     assert (cfg.views.strength, cfg.negatives.lower, cfg.negatives.upper) == (0.3, 0.05, 0.5)
     assert cfg.trainer.batch_size == 32
 
@@ -113,7 +113,9 @@ BAD = [
     ("dataset-searched", spec_with(dataset={"name": "synthetic", "subset": {"int": [100, 200]}}), [], "dataset.subset"),
     ("domain-in-search-section", spec_with(search={"num_samples": {"int": [1, 4]}}), [], "search.num_samples"),
     ("grace-beyond-epochs", spec_with(search={"scheduler": "asha", "grace_period": 5}), [], "search.grace_period"),
-    ("mode-against-metric", spec_with(search={"metric": "knn_acc", "mode": "min"}), [], "search.mode"),
+    ("mode-against-metric", spec_with(search={"metric": "val_knn_acc", "mode": "min"}), [], "search.mode"),
+    ("test-split-metric", spec_with(search={"metric": "knn_acc"}), [], "val_knn_acc"),
+    ("repeats-with-random", spec_with(search={"algorithm": "random", "repeats": 2}), [], "search.repeats"),
     ("set-missing-key", TINY_SPEC, ["trainer.epochz=1"], "trainer.epochz"),
     ("set-bad-value", TINY_SPEC, ["trainer.epochs=0"], "trainer.epochs"),
     ("set-no-equals", TINY_SPEC, ["trainer.epochs"], "trainer.epochs"),

@@ -14,14 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from trainers import data as data_mod
-from trainers.config import DatasetConfig, TrainConfig, ViewsConfig
+from trainers.config import DatasetConfig, TrainConfig, trial_config
 from trainers.data import DatasetMissing
-from trainers.toy import (
+from trainers.data import files as data_mod
+from trainers.data.toy import (
     DESIGN,
     FACTORS,
     ToyDesign,
-    ToyPairs,
     load_infomin_toy,
     n_values,
     object_size,
@@ -29,9 +28,14 @@ from trainers.toy import (
     placements,
     render_factors,
 )
+from trainers.pairs.base import PairSource
+from trainers.pairs.toy import ToyRerender
+from trainers.views import ViewPipeline
 
 REPO = Path(__file__).resolve().parents[1]
-N_TRAIN, N_TEST = 256, 64
+N_TRAIN, N_TEST = 256, 64  # images in the fake files
+N_VAL = 26  # the default validation split: 10% of the training-split images, the last of them
+N_FIT = N_TRAIN - N_VAL  # the images that train (and the object bank the second view redraws from)
 
 
 def write_idx(path: Path, arr: np.ndarray) -> None:
@@ -91,21 +95,21 @@ def object_box(position: int, canvas: int = 32, design: ToyDesign = DESIGN) -> t
 
 def test_rendering_is_deterministic_and_shaped(fake_root, toy):
     again = load_infomin_toy(DatasetConfig(name="infomin_toy", root=str(fake_root)))
-    assert toy.train_x.shape == (N_TRAIN, 3, 32, 32) and toy.train_x.dtype == torch.uint8
-    assert toy.test_x.shape == (N_TEST, 3, 32, 32)
+    assert toy.train_x.shape == (N_FIT, 3, 32, 32) and toy.train_x.dtype == torch.uint8
+    assert toy.val_x.shape == (N_VAL, 3, 32, 32) and toy.test_x.shape == (N_TEST, 3, 32, 32)
     assert torch.equal(toy.train_x, again.train_x) and torch.equal(toy.test_x, again.test_x)
     for name in FACTORS:
-        assert torch.equal(toy.factors[name][0], again.factors[name][0])
-        assert torch.equal(toy.factors[name][1], again.factors[name][1])
-    assert torch.equal(toy.factors["class"][0], toy.train_y)
-    assert toy.extras["bank"].shape == (N_TRAIN, 1, object_size(32), object_size(32))
+        for split in range(3):
+            assert torch.equal(toy.factors[name][split], again.factors[name][split])
+    assert torch.equal(toy.factors["class"][0], toy.train_y) and torch.equal(toy.factors["class"][1], toy.val_y)
+    assert toy.extras["bank"].shape == (N_FIT, 1, object_size(32), object_size(32))  # validation objects left out
 
 
 def test_subset_and_image_size(fake_root):
     cfg = DatasetConfig(name="infomin_toy", root=str(fake_root), subset=100, test_subset=10, image_size=40)
     d = load_infomin_toy(cfg)
-    assert d.train_x.shape == (100, 3, 40, 40) and d.test_x.shape[0] == 10
-    assert all(len(a) == 100 and len(b) == 10 for a, b in d.factors.values())
+    assert d.train_x.shape == (90, 3, 40, 40) and d.val_x.shape[0] == 10 and d.test_x.shape[0] == 10
+    assert all((len(a), len(b), len(c)) == (90, 10, 10) for a, b, c in d.factors.values())
 
 
 def test_pixels_match_factors(toy):
@@ -117,7 +121,7 @@ def test_pixels_match_factors(toy):
     assert ((e["bg_rgb"] - palette()[bg_id]).abs() <= DESIGN.bg_jitter + 1e-6).all()
     expected_bg = (e["bg_rgb"][:, :, None, None] + e["noise"][texture]).clamp(0, 1).mul(255).round()
     assert e["noise"].std() == pytest.approx(DESIGN.noise_std, rel=0.05)
-    for i in range(N_TRAIN):
+    for i in range(N_FIT):
         r0, r1, c0, c1 = object_box(int(pos_id[i]))
         inside = torch.zeros(canvas, canvas, dtype=torch.bool)
         inside[r0:r1, c0:c1] = True
@@ -127,8 +131,7 @@ def test_pixels_match_factors(toy):
 
 
 def test_plain_design_decodes_from_pixels(plain):
-    for split in (0, 1):
-        x = plain.train_x if split == 0 else plain.test_x
+    for split, x in enumerate((plain.train_x, plain.val_x, plain.test_x)):
         background, position = decode_plain(x)
         assert torch.equal(background, plain.factors["background"][split])
         assert torch.equal(position, plain.factors["position"][split])
@@ -169,7 +172,7 @@ def test_missing_fashion_mnist_is_the_fashion_mnist_error(tmp_path, monkeypatch)
 @pytest.mark.skipif(not data_mod.SYSTEM_FASHION_MNIST.is_dir(), reason="Fashion-MNIST not installed")
 def test_real_fashion_mnist_objects(tmp_path):
     d = load_infomin_toy(DatasetConfig(name="infomin_toy", root=str(tmp_path), subset=512, test_subset=128))
-    assert d.train_x.shape == (512, 3, 32, 32) and set(d.train_y.tolist()) == set(range(10))
+    assert d.train_x.shape == (461, 3, 32, 32) and set(d.train_y.tolist()) == set(range(10))  # 512 - 51
     assert d.extras["bank"].float().mean() > 40  # objects, not an empty bank
     plain = load_infomin_toy(DatasetConfig(name="infomin_toy", root=str(tmp_path), subset=512, test_subset=128), PLAIN)
     background, _ = decode_plain(plain.train_x)
@@ -179,35 +182,40 @@ def test_real_fashion_mnist_objects(tmp_path):
 # --------------------------------------------------------------------------- view pairs
 
 
-def factor_ids(pairs: ToyPairs, f) -> dict[str, torch.Tensor]:
-    return {"class": pairs.extras["bank_labels"][f.obj], "object": f.obj, "background": f.background,
+def toy_source(data, shared, strength: float = 0.0) -> PairSource:
+    """The toy pair source as ``build_pairs`` makes it: the re-renderer, and the pipeline if strength > 0."""
+    augment = ViewPipeline(TrainConfig().views.model_copy(update={"strength": strength}), 3) if strength else None
+    return PairSource(data.train_x, augment, second=ToyRerender(data, shared), name="toy")
+
+
+def factor_ids(rerender: ToyRerender, f) -> dict[str, torch.Tensor]:
+    return {"class": rerender.extras["bank_labels"][f.obj], "object": f.obj, "background": f.background,
             "position": f.position}
 
 
-def seeded_pair(pairs: ToyPairs, idx: torch.Tensor):
+def seeded_pair(source: PairSource, idx: torch.Tensor):
     """View 2's factors and the views, drawn from the same seed (so they belong together)."""
     torch.manual_seed(0)
-    f2 = pairs.second_view_factors(idx)
+    f2 = source.second.second_view_factors(idx)
     torch.manual_seed(0)
-    return f2, *pairs(idx)
+    return f2, *source(idx)
 
 
 @pytest.mark.parametrize("shared", [["class"], ["background"], ["position"], ["class", "position"], None])
 def test_pairs_keep_shared_factors_and_redraw_the_others(toy, plain, shared):
-    idx = torch.randint(0, N_TRAIN, (1024,), generator=torch.Generator().manual_seed(1))
-    views = ViewsConfig(strength=0.0, shared=shared)
+    idx = torch.randint(0, N_FIT, (1024,), generator=torch.Generator().manual_seed(1))
     # the default design: view 1 is the stored image, view 2 exactly the rendering of its factors
-    pairs = ToyPairs(toy, views)
+    pairs = toy_source(toy, shared)
     f2, v1, v2 = seeded_pair(pairs, idx)
     assert v1.shape == v2.shape == (1024, 3, 32, 32) and v2.dtype == torch.float32
     assert torch.equal(v1, toy.train_x[idx].float() / 255)
     assert torch.equal(v2, render_factors(f2, toy.extras).float() / 255)
     # the decodable design: read both views' background and position off the pixels
-    pairs = ToyPairs(plain, views)
+    pairs = toy_source(plain, shared)
     f2, v1, v2 = seeded_pair(pairs, idx)
     (bg1, pos1), (bg2, pos2) = (decode_plain((v * 255).round().to(torch.uint8)) for v in (v1, v2))
     assert torch.equal(bg2, f2.background) and torch.equal(pos2, f2.position)
-    one, two = factor_ids(pairs, pairs.factors(idx)), factor_ids(pairs, f2)
+    one, two = factor_ids(pairs.second, pairs.second.factors(idx)), factor_ids(pairs.second, f2)
     one.update(background=bg1, position=pos1)
     two.update(background=bg2, position=pos2)
     for name in FACTORS:
@@ -222,12 +230,12 @@ def test_pairs_keep_shared_factors_and_redraw_the_others(toy, plain, shared):
 
 
 def test_all_shared_at_strength_zero_gives_identical_views(toy):
-    v1, v2 = ToyPairs(toy, ViewsConfig(strength=0.0))(torch.arange(64))
+    v1, v2 = toy_source(toy, None)(torch.arange(64))
     assert torch.equal(v1, v2)
 
 
 def test_strength_adds_the_view_pipeline(toy):
-    v1, v2 = ToyPairs(toy, ViewsConfig(strength=1.0))(torch.arange(64))
+    v1, v2 = toy_source(toy, None, strength=1.0)(torch.arange(64))
     assert v1.shape == (64, 3, 32, 32) and not torch.equal(v1, v2)
     assert v1.min() >= 0 and v1.max() <= 1
 
@@ -243,12 +251,12 @@ def test_tiny_training_reports_a_probe_per_factor(fake_root):
         "model": {"width": 8, "proj_dim": 16, "proj_hidden": 32},
         "views": {"strength": 0.0, "shared": ["class"]},
         "trainer": {"epochs": 1, "batch_size": 32, "max_steps": 2, "device": "cpu", "threads": 1},
-        "evaluation": {"knn_k": 10, "linear_epochs": 1, "monitor_train": 128, "monitor_test": 64},
+        "evaluation": {"knn_k": 10, "linear_epochs": 1, "monitor_train": 100, "monitor_val": 12},
     })
     result = Trainer(cfg).fit()
     assert result["diverged"] == 0.0
     for name in FACTORS:
-        assert 0.0 <= result[f"linear_acc_{name}"] <= 1.0
+        assert 0.0 <= result[f"linear_acc_{name}"] <= 1.0 and 0.0 <= result[f"val_linear_acc_{name}"] <= 1.0
 
 
 def test_spec_grid_of_shared_subsets_loads():
@@ -259,4 +267,4 @@ def test_spec_grid_of_shared_subsets_loads():
     assert spec.train.dataset.name == "infomin_toy" and spec.search.algorithm == "grid"
     assert {tuple(g) for g in grid} >= {("class",), ("background",), ("position",)}
     for subset in grid:
-        assert spec.trial_config({"views.shared": subset}).views.shared == subset
+        assert trial_config(spec.train_raw, {"views.shared": subset}).views.shared == subset

@@ -15,17 +15,19 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
+from analysis.store import EPOCH_METRICS, FINAL_METRICS, shown
 from search.callback import MlflowTrials
 from search.paths import paths_for
 from search.spec import validate_spec
 from search.tracking import Store, Tracker, resolve_store, run_name
 from search.trial import CHECKPOINT, CONFIG, VIEWS
 from tests.conftest import TINY_SPEC, cli_env, free_port, kill_group
-from trainers.config import TrainConfig, flatten
+from trainers.config import TrainConfig
+from trainers.domains import flatten
 
 SPEC = validate_spec(yaml.safe_load(TINY_SPEC))
-FINAL = ("knn_acc", "linear_acc", "mi_nats", "mi_cap_nats", "diverged")
-EPOCH = ("train_loss", "knn_acc", "ring_lower", "ring_upper", "imgs_per_s")
+FINAL = FINAL_METRICS  # val_knn_acc, val_linear_acc, knn_acc, linear_acc, mi_nats, mi_cap_nats, diverged
+EPOCH = EPOCH_METRICS
 
 
 # ----------------------------------------------------------------------------- store
@@ -36,7 +38,7 @@ def test_default_store_is_sqlite_under_output_root(tmp_path, monkeypatch):
     store = resolve_store(SPEC, paths_for(SPEC, tmp_path))
     assert store.uri == f"sqlite:///{tmp_path.resolve()}/runs/mlflow.db"
     assert store.artifact_location == (tmp_path.resolve() / "runs" / "mlartifacts").as_uri()
-    assert store.ui_command() == (f"mlflow ui --backend-store-uri {store.uri} --default-artifact-root "
+    assert store.ui_command() == (f"{sys.executable} -m mlflow ui --backend-store-uri {store.uri} --default-artifact-root "
                                   f"{store.artifact_location} --host 127.0.0.1 --port 5000")
     assert store.runs_url("3") == "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
 
@@ -48,10 +50,25 @@ def test_env_and_spec_override_the_store(tmp_path, monkeypatch):
     assert resolve_store(spec, paths_for(spec, tmp_path)).uri == "sqlite:////x/y.db"
 
 
+def test_logged_metrics_read_as_written_in_the_ui(store):
+    """float32 accuracies are logged at 6 significant digits, so a cell reads 0.7817."""
+    import numpy as np
+
+    assert shown(np.float32(0.7817)) == 0.7817
+    assert shown(np.float32(0.665)) == 0.665
+    assert shown(0.000973123456) == 0.000973123 and shown(1844.1234) == 1844.12
+    experiment = store.experiment_id("show")
+    run_id = store.client.create_run(experiment).info.run_id
+    store.log_metrics(run_id, {"linear_acc": np.float32(0.7817)}, step=3)
+    assert store.client.get_run(run_id).data.metrics["linear_acc"] == 0.7817
+
+
 def test_run_names_are_short_and_readable():
     assert run_name({"views.strength": 0.6234, "negatives.lower": 0.01, "negatives.upper": 0.1}) == \
         "s=0.62 ring=[0.01,0.10]"
     assert run_name({"trainer.lr": 0.0003}) == "lr=3.0e-04"
+    whole_section = {"method.name": "moco", "negatives": {"lower": 0.01, "upper": 0.1, "anneal": "linear"}}
+    assert run_name(whole_section) == "method=moco ring=[0.01,0.10] anneal=linear"
 
 
 # ----------------------------------------------------------------------------- the callback, without Ray
@@ -83,7 +100,7 @@ def fake_trial(trial_id: str, checkpoint: Path | None = None, last: dict | None 
 
 
 def epoch(n: int, **extra) -> dict:
-    return {"epoch": float(n), "train_loss": 1.0 / n, "knn_acc": 0.1 * n, "ring_lower": 0.0, "ring_upper": 0.5,
+    return {"epoch": float(n), "train_loss": 1.0 / n, "val_knn_acc": 0.1 * n, "ring_lower": 0.0, "ring_upper": 0.5,
             "imgs_per_s": 100.0, "diverged": 0.0, "mi_nats": 1.5, "mi_cap_nats": 3.0, "start_epoch": 0.0, **extra}
 
 
@@ -109,7 +126,7 @@ def test_one_run_per_trial_across_a_driver_restart(store, tmp_path):
     again.setup()
     again.on_trial_start(0, [], trial)
     again.on_trial_result(0, [], trial, epoch(2, start_epoch=1.0))  # resumed from epoch 1: epoch 2 again
-    last = epoch(3, linear_acc=0.7, start_epoch=1.0)
+    last = epoch(3, linear_acc=0.7, val_linear_acc=0.72, knn_acc=0.6, start_epoch=1.0)
     again.on_trial_result(0, [], trial, last)
     again.on_checkpoint(0, [], trial, SimpleNamespace(path=str(folder)))
     again.on_trial_complete(0, [], fake_trial("t1", folder, last))
@@ -118,7 +135,7 @@ def test_one_run_per_trial_across_a_driver_restart(store, tmp_path):
     assert len(children) == 1
     run = store.client.get_run(children[0].info.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "s=0.50 ring=[0.00,0.50]"
-    assert [m.step for m in store.client.get_metric_history(run.info.run_id, "knn_acc")] == [1, 2, 3]
+    assert [m.step for m in store.client.get_metric_history(run.info.run_id, "val_knn_acc")] == [1, 2, 3]
     assert len(store.client.get_metric_history(run.info.run_id, "mi_nats")) == 1
     starts = sorted(store.client.get_metric_history(run.info.run_id, "start_epoch"), key=lambda m: m.timestamp)
     assert [m.value for m in starts] == [0.0, 1.0]  # began at 0, resumed once from epoch 1
@@ -190,7 +207,7 @@ def test_search_leaves_one_parent_and_a_complete_run_per_trial(tiny_search):
         assert params <= set(run.data.params), params - set(run.data.params)
         assert set(FINAL) <= set(run.data.metrics) and set(EPOCH) <= set(run.data.metrics)
         assert run.data.metrics["diverged"] == 0.0
-        history = client.get_metric_history(run.info.run_id, "knn_acc")
+        history = client.get_metric_history(run.info.run_id, "val_knn_acc")
         assert sorted(m.step for m in history) == list(range(1, tiny_search.epochs + 1))
         arts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"config.yaml", "views.png"} <= arts

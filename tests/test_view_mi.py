@@ -7,13 +7,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from analysis.mi import MIProtocol, view_mi
-from trainers.config import DatasetConfig, ViewsConfig
+from analysis.mi import view_mi
+from trainers.config import DatasetConfig, MIConfig, ViewsConfig
 from trainers.data import load_data
+from trainers.pairs.base import PairSource
+from trainers.views import ViewPipeline
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 # The flagship's protocol (spaces/augment_strength.yaml): K = 128, so the cap is log 128 = 4.85 nats.
-PROTOCOL = MIProtocol(steps=100, batch_size=128, pairs=2048, seed=0)
+PROTOCOL = MIConfig(steps=200, hidden=64, batch_size=128, pairs=2048, seed=0)
+
+
+def source(images, strength: float) -> PairSource:
+    return PairSource(images, ViewPipeline(ViewsConfig(strength=strength), 1) if strength else None)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +34,8 @@ def test_view_mi_falls_with_strength_and_repeats(images):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        est = [view_mi(images, ViewsConfig(strength=s), channels=1, protocol=PROTOCOL) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
-        again = view_mi(images, ViewsConfig(strength=0.5), channels=1, protocol=PROTOCOL)
+        est = [view_mi(source(images, s), protocol=PROTOCOL) for s in (0.0, 0.25, 0.5, 0.75, 1.0)]
+        again = view_mi(source(images, 0.5), protocol=PROTOCOL)
     finally:
         torch.set_num_threads(threads)
     nats = [e.nats for e in est]

@@ -6,8 +6,7 @@ import inspect
 import itertools
 import math
 import re
-import struct
-import zlib
+from types import SimpleNamespace
 
 import kornia
 import pytest
@@ -16,13 +15,9 @@ import torch.nn.functional as F
 
 from trainers.config import ViewsConfig
 from trainers.views import (
-    ViewBatch,
-    ViewParams,
     ViewPipeline,
     blur_kernel_size,
-    crop_overlap,
     effective_params,
-    save_view_grid,
     stock_kornia_pipeline,
 )
 
@@ -48,6 +43,13 @@ def smooth_images(b: int, c: int, size: int = 28) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def two_views(pipe: ViewPipeline, x_uint8: torch.Tensor) -> SimpleNamespace:
+    """Two independent views of a uint8 batch in one batched draw, as a pair source makes them."""
+    b = x_uint8.shape[0]
+    views, boxes = pipe.view(torch.cat((x_uint8, x_uint8)).float() / 255)
+    return SimpleNamespace(v1=views[:b], v2=views[b:], boxes1=boxes[:b], boxes2=boxes[b:])
+
+
 def ref_crop_resize(img: torch.Tensor, box: torch.Tensor, out: int, flip: bool) -> torch.Tensor:
     """Slow reference for one image [C,H,W]: sample the box at the output pixel centres.
 
@@ -62,14 +64,6 @@ def ref_crop_resize(img: torch.Tensor, box: torch.Tensor, out: int, flip: bool) 
     grid = torch.stack((gx, gy), dim=-1)[None].float()
     res = F.grid_sample(img[None], grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
     return torch.flip(res, dims=[-1]) if flip else res
-
-
-def ref_iou(a: list[float], b: list[float]) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union
 
 
 # --------------------------------------------------------------------------- effective params
@@ -100,7 +94,7 @@ def test_effective_params_at_zero_and_for_grayscale():
     assert gray.brightness == pytest.approx(0.8)
     rgb = effective_params(ViewsConfig(), 3)
     assert (rgb.saturation, rgb.hue, rgb.grayscale_p) == pytest.approx((0.8, 0.2, 0.2))
-    assert isinstance(rgb, ViewParams) and set(rgb.as_dict()) >= {"crop_scale_min", "rotation_degrees"}
+    assert isinstance(rgb, ViewsConfig) and set(ViewsConfig.pipeline_knobs()) >= {"crop_scale_min", "rotation_degrees"}
 
 
 def test_blur_kernel_size_is_odd_and_bounded():
@@ -195,7 +189,7 @@ def test_strength_zero_is_identity(channels):
     torch.manual_seed(4)
     x = smooth_images(32, channels)
     cfg = ViewsConfig(strength=0.0, rotation_degrees=45, solarize_p=1.0)
-    out = ViewPipeline(cfg, channels)(x)
+    out = two_views(ViewPipeline(cfg, channels), x)
     ref = x.float() / 255
     assert (out.v1 - ref).abs().max() < 1e-4
     assert (out.v2 - ref).abs().max() < 1e-4
@@ -208,7 +202,7 @@ def test_view_difference_grows_with_strength():
     ref = x.float() / 255
     gaps, drift = [], []
     for s in (0.0, 0.25, 0.5, 0.75, 1.0):
-        out = ViewPipeline(ViewsConfig(strength=s), 3)(x)
+        out = two_views(ViewPipeline(ViewsConfig(strength=s), 3), x)
         gaps.append((out.v1 - out.v2).abs().mean().item())
         drift.append((out.v1 - ref).abs().mean().item())
     assert gaps[0] < 1e-5
@@ -366,68 +360,16 @@ def test_solarize_inverts_above_threshold():
 def test_output_shapes_dtype_range(channels, out_size):
     torch.manual_seed(15)
     cfg = ViewsConfig(solarize_p=0.3, rotation_degrees=10)
-    out = ViewPipeline(cfg, channels, out_size=out_size)(smooth_images(10, channels))
+    pipe = ViewPipeline(cfg, channels, out_size=out_size)
+    out = two_views(pipe, smooth_images(10, channels))
     size = out_size or 28
-    assert isinstance(out, ViewBatch)
+    assert pipe(smooth_images(10, channels).float() / 255).shape == (10, channels, size, size)  # one view each
     for v in (out.v1, out.v2):
         assert v.shape == (10, channels, size, size) and v.dtype == torch.float32
         assert v.min() >= 0 and v.max() <= 1
     for b in (out.boxes1, out.boxes2):
         assert b.shape == (10, 4) and (b[:, 2:] > b[:, :2]).all() and b.min() >= 0 and b.max() <= 1 + 1e-6
     assert not torch.equal(out.boxes1, out.boxes2)
-
-
-def test_crop_overlap_matches_reference():
-    torch.manual_seed(16)
-    pipe = ViewPipeline(ViewsConfig(crop_scale_min=0.05), 1)
-    b1, b2 = pipe.sample_params(200, "cpu")["boxes"], pipe.sample_params(200, "cpu")["boxes"]
-    fixed1 = torch.tensor([[0, 0, 0.5, 0.5], [0, 0, 1, 1], [0.1, 0.1, 0.3, 0.3], [0, 0, 0.5, 1]])
-    fixed2 = torch.tensor([[0.5, 0.5, 1, 1], [0, 0, 1, 1], [0, 0, 1, 1], [0.25, 0, 0.75, 1]])
-    b1, b2 = torch.cat((b1, fixed1)), torch.cat((b2, fixed2))
-    got = crop_overlap(b1, b2)
-    ref = torch.tensor([ref_iou(a, b) for a, b in zip(b1.tolist(), b2.tolist())])
-    assert got.shape == (204,)
-    assert torch.allclose(got, ref, atol=1e-6)
-    assert got[-4:].tolist() == pytest.approx([0.0, 1.0, 0.04, 1 / 3])
-
-
-def read_png(data: bytes) -> tuple[int, int, torch.Tensor]:
-    """Minimal PNG reader for 8-bit RGB, filter type 0 rows (what the writer emits)."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, width, height = 8, b"", 0, 0
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        tag, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
-        assert zlib.crc32(tag + body) == struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0]
-        if tag == b"IHDR":
-            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
-            assert (depth, colour) == (8, 2)
-        elif tag == b"IDAT":
-            idat += body
-        pos += 12 + length
-    raw = torch.frombuffer(bytearray(zlib.decompress(idat)), dtype=torch.uint8).view(height, 1 + 3 * width)
-    assert (raw[:, 0] == 0).all()
-    return width, height, raw[:, 1:].reshape(height, width, 3)
-
-
-@pytest.mark.parametrize("channels", [1, 3])
-def test_save_view_grid_writes_png(tmp_path, channels):
-    torch.manual_seed(17)
-    x = smooth_images(5, channels)
-    pipe = ViewPipeline(ViewsConfig(), channels)
-    state = torch.get_rng_state()
-    path = save_view_grid(x, pipe, tmp_path / "sub" / "views.png", n=4)
-    assert torch.equal(torch.get_rng_state(), state)  # drawing a grid leaves training's RNG alone
-    width, height, pixels = read_png(path.read_bytes())
-    tile = (28 + 4) * 3  # 28 px upscaled x3 (to >= 64 px), 2 px padding each side, scaled too
-    assert (width, height) == (3 * tile, 4 * tile)
-    if channels == 1:
-        assert torch.equal(pixels[..., 0], pixels[..., 1]) and torch.equal(pixels[..., 1], pixels[..., 2])
-    first = pixels[6:90, 6:90].float() / 255  # the first original, upscaled
-    assert first.std() > 0.01
-    pil = pytest.importorskip("PIL.Image")
-    with pil.open(path) as img:
-        assert img.size == (width, height) and img.mode == "RGB"
 
 
 @pytest.mark.parametrize("channels", [1, 3])

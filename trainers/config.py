@@ -1,23 +1,21 @@
-"""The validated schema of one training, and the search-domain syntax.
+"""The validated schema of one training: every knob with its valid range, written once.
 
-Every knob has its valid range here, once. A spec may put a search domain
-(``{uniform: [a, b]}``, ``{loguniform: [a, b]}``, ``{int: [a, b]}``,
-``{choice: [...]}``, ``{grid: [...]}``) at any knob; the domain's values are
-validated against the knob's own range by substituting them into the config
-and validating that, so there is only one source of truth for ranges.
-
-``trainers`` reads only these sections; ``search/spec.py`` adds the rest.
+``trainers`` reads only these sections (dataset, model, method, views, negatives, trainer,
+evaluation, mi); ``search/spec.py`` adds the sections a search has. A spec may put a search
+domain at any knob (``trainers/domains.py``); ``validate_train`` checks every value a domain can
+take against the knob's own range here, by substituting it into the config and validating that.
+Types are strict: ``epochs: true`` or ``lr: "0.1"`` is an error, not 1 or 0.1.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trainers.domains import check_domain, domain_values, find_domains, is_domain, resolve, set_path
+from trainers.errors import KeyedError, SpecError
 
 CHANNELS = {
     "fashion_mnist": 1,
@@ -28,28 +26,18 @@ CHANNELS = {
     "synthetic": None,  # set by dataset.channels
     "infomin_toy": 3,
 }
-DOMAIN_KINDS = ("uniform", "loguniform", "int", "choice", "grid")
-
-
-class SpecError(Exception):
-    """A spec or override is invalid. Carries the dotted key so the message names it."""
-
-    def __init__(self, key: str, reason: str, file: str | None = None):
-        self.key, self.reason, self.file = key, reason, file
-        where = f"{file}: " if file else ""
-        super().__init__(f"{where}{key or '<top level>'}: {reason}")
-
-
-class _KeyedError(ValueError):
-    """A cross-field error that knows which key it is about."""
-
-    def __init__(self, key: str, reason: str):
-        self.key, self.reason = key, reason
-        super().__init__(f"{key}: {reason}")
+DATASETS = tuple(CHANNELS)
+VAL_DEFAULT_MAX, VAL_DEFAULT_FRACTION = 5000, 0.1
+PAIR_SOURCES = ("augment", "patches", "channels", "frequency", "toy")
+# Keys that existed once: a spec that still names one gets the replacement in its error.
+RENAMED = {
+    "evaluation.monitor_test": "renamed to evaluation.monitor_val: the per-epoch kNN scores validation "
+    "images, never the test split",
+}
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class DatasetConfig(_Section):
@@ -58,7 +46,12 @@ class DatasetConfig(_Section):
     )
     root: str = "data"
     download: bool = False
-    subset: int | None = Field(None, ge=1, description="use only the first N training images")
+    subset: int | None = Field(None, ge=2, description="use only the first N training images (validation included)")
+    val_size: int | None = Field(
+        None, ge=1, description="validation images carved from the training images with a fixed seed "
+        f"(default: 10% of them, at most {VAL_DEFAULT_MAX}); they never train the encoder or the probe",
+    )
+    val_seed: int = Field(0, ge=0, le=2**31 - 1, description="which training images become validation images")
     test_subset: int | None = Field(None, ge=1, description="use only the first N test images")
     image_size: int | None = Field(None, ge=8, le=512, description="resize to this size; None keeps native")
     channels: int = Field(1, ge=1, le=3, description="synthetic only")
@@ -67,6 +60,12 @@ class DatasetConfig(_Section):
     @property
     def num_channels(self) -> int:
         return CHANNELS[self.name] or self.channels
+
+    def val_count(self, n_train: int) -> int:
+        """Validation images out of ``n_train`` training images (the default when val_size is unset)."""
+        if self.val_size is not None:
+            return self.val_size
+        return max(1, min(VAL_DEFAULT_MAX, round(VAL_DEFAULT_FRACTION * n_train)))
 
 
 class ModelConfig(_Section):
@@ -92,50 +91,100 @@ class MethodConfig(_Section):
     num_negatives: int = Field(4096, ge=1, le=1_000_000, description="IR negatives drawn per anchor")
 
 
-class ViewsConfig(_Section):
-    """Knob values are the magnitudes at strength 1; ``strength`` scales all of them at once.
+def _knob(default: Any, scale: str, **kw: Any) -> Any:
+    """A view-pipeline knob; ``scale`` says how ``views.strength`` acts on it (see ``ViewsConfig``)."""
+    return Field(default, json_schema_extra={"scale": scale}, **kw)
 
-    At strength s a magnitude m becomes s*m, a probability p becomes s*p, and the crop's
-    minimum area becomes 1 - s*(1 - crop_scale_min): s=0 gives identical views, s=1 the
-    InfoMin-Aug-level distortion the knobs describe. ``None`` colour knobs mean "the dataset's
-    default": SimCLR's values on RGB data, 0 on grayscale data.
+
+class ViewsConfig(_Section):
+    """How the two views of an image are made.
+
+    ``pairs`` picks the source: two independent draws of the augmentation pipeline (``augment``,
+    the default), or one of InfoMin's view families, whose one knob moves the shared information
+    from "identical" to "nothing in common": two patches at ``patch_distance`` (``patches``), the
+    first colour channel against the other two in ``color_space`` (``channels``, RGB only), a
+    low-pass against a high-pass view with ``frequency_gap`` between their bands
+    (``frequency``); ``toy`` re-renders the ``infomin_toy`` images keeping the ``shared``
+    factors. The augmentation pipeline runs on top of every source, then the Kornia ``stages``.
+
+    The pipeline knobs are the magnitudes at strength 1; ``strength`` scales all of them at once
+    (each knob's ``scale``): ``linear`` m -> s*m (magnitudes, probabilities), ``towards_one``
+    m -> 1 - s*(1 - m) (crop areas), ``log`` m -> m**s (aspect ratios), ``fixed`` (thresholds).
+    s=0 gives identical views, s=1 the InfoMin-Aug-level distortion the knobs describe. ``None``
+    colour knobs mean "the dataset's default": SimCLR's values on RGB data, 0 on grayscale data.
     """
 
     strength: float = Field(1.0, ge=0.0, le=1.0)
-    crop_scale_min: float = Field(0.2, gt=0.0, le=1.0)
-    crop_scale_max: float = Field(1.0, gt=0.0, le=1.0)
-    crop_ratio_min: float = Field(3 / 4, gt=0.0, le=1.0)
-    crop_ratio_max: float = Field(4 / 3, ge=1.0, le=10.0)
-    flip_p: float = Field(0.5, ge=0.0, le=1.0)
-    brightness: float = Field(0.8, ge=0.0, le=1.0)
-    contrast: float = Field(0.8, ge=0.0, le=1.0)
-    saturation: float | None = Field(None, ge=0.0, le=1.0)
-    hue: float | None = Field(None, ge=0.0, le=0.5)
-    jitter_p: float = Field(0.8, ge=0.0, le=1.0)
-    grayscale_p: float | None = Field(None, ge=0.0, le=1.0)
-    blur_p: float = Field(0.5, ge=0.0, le=1.0)
-    blur_sigma_min: float = Field(0.1, gt=0.0, le=10.0)
-    blur_sigma_max: float = Field(2.0, gt=0.0, le=10.0)
-    solarize_p: float = Field(0.0, ge=0.0, le=1.0)
-    solarize_threshold: float = Field(0.5, ge=0.0, le=1.0)
-    rotation_degrees: float = Field(0.0, ge=0.0, le=180.0)
+    crop_scale_min: float = _knob(0.2, "towards_one", gt=0.0, le=1.0)
+    crop_scale_max: float = _knob(1.0, "towards_one", gt=0.0, le=1.0)
+    crop_ratio_min: float = _knob(3 / 4, "log", gt=0.0, le=1.0)
+    crop_ratio_max: float = _knob(4 / 3, "log", ge=1.0, le=10.0)
+    flip_p: float = _knob(0.5, "linear", ge=0.0, le=1.0)
+    brightness: float = _knob(0.8, "linear", ge=0.0, le=1.0)
+    contrast: float = _knob(0.8, "linear", ge=0.0, le=1.0)
+    saturation: float | None = _knob(None, "linear", ge=0.0, le=1.0)
+    hue: float | None = _knob(None, "linear", ge=0.0, le=0.5)
+    jitter_p: float = _knob(0.8, "linear", ge=0.0, le=1.0)
+    grayscale_p: float | None = _knob(None, "linear", ge=0.0, le=1.0)
+    blur_p: float = _knob(0.5, "linear", ge=0.0, le=1.0)
+    blur_sigma_min: float = _knob(0.1, "linear", gt=0.0, le=10.0)
+    blur_sigma_max: float = _knob(2.0, "linear", gt=0.0, le=10.0)
+    solarize_p: float = _knob(0.0, "linear", ge=0.0, le=1.0)
+    solarize_threshold: float = _knob(0.5, "fixed", ge=0.0, le=1.0)
+    rotation_degrees: float = _knob(0.0, "linear", ge=0.0, le=180.0)
+    stages: list[dict[str, dict[str, Any] | None]] = Field(
+        default_factory=list,
+        description="extra kornia.augmentation stages after the built-in ops, each {ClassName: {arg: value}}; "
+        "'auto.RandAugment' names kornia.augmentation.auto; any numeric argument may be a search domain",
+    )
+    pairs: Literal["augment", "patches", "channels", "frequency", "toy"] | None = Field(
+        None, description="the pair source; default: toy for dataset infomin_toy, augment otherwise"
+    )
+    patch_size: float = Field(0.5, gt=0.0, le=1.0, description="patches: patch side / image side")
+    patch_distance: float = Field(
+        0.5, ge=0.0, le=1.0, description="patches: centre distance / (image side - patch side); 0 = the same patch"
+    )
+    color_space: Literal["lab", "ydbdr"] = Field("lab", description="channels: L vs ab, or Y vs DbDr")
+    frequency_cutoff: float = Field(0.25, gt=0.0, lt=1.0, description="frequency: the band edge, radial, in (0, 1)")
+    frequency_gap: float = Field(
+        0.0, ge=0.0, le=1.0, description="frequency: the gap around the cutoff that neither view keeps; 0 = none"
+    )
     shared: list[Literal["class", "background", "position"]] | None = Field(
         None, description="infomin_toy only: the factors the two views share (the rest are redrawn)"
     )
 
+    @classmethod
+    def pipeline_knobs(cls) -> dict[str, str]:
+        """Knob name -> how strength scales it: the augmentation pipeline's knobs, in one place."""
+        return {
+            name: field.json_schema_extra["scale"]
+            for name, field in cls.model_fields.items()
+            if isinstance(field.json_schema_extra, dict) and "scale" in field.json_schema_extra
+        }
+
     @model_validator(mode="after")
     def _ranges(self) -> ViewsConfig:
-        if self.crop_scale_min > self.crop_scale_max:
-            raise _KeyedError(
-                "views.crop_scale_min",
-                f"must be <= crop_scale_max, got {self.crop_scale_min} > {self.crop_scale_max}",
-            )
-        if self.blur_sigma_min > self.blur_sigma_max:
-            raise _KeyedError(
-                "views.blur_sigma_min",
-                f"must be <= blur_sigma_max, got {self.blur_sigma_min} > {self.blur_sigma_max}",
-            )
+        for lo, hi in (("crop_scale_min", "crop_scale_max"), ("blur_sigma_min", "blur_sigma_max")):
+            if getattr(self, lo) > getattr(self, hi):
+                raise KeyedError(f"views.{lo}", f"must be <= {hi}, got {getattr(self, lo)} > {getattr(self, hi)}")
         return self
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, stages: list) -> list:
+        if stages:
+            from trainers.stages import StageError, build_stage, stage_entries
+
+            try:
+                entries = stage_entries(stages)
+            except StageError as err:  # its key already starts with the entry's index
+                raise KeyedError(f"views.stages.{err.path}", err.reason) from None
+            for i, (name, kwargs) in enumerate(entries):
+                try:
+                    build_stage(name, kwargs)
+                except StageError as err:
+                    raise KeyedError(f"views.stages.{i}.{err.key}", err.reason) from None
+        return stages
 
     def resolved(self, channels: int) -> ViewsConfig:
         """Fill the dataset-dependent colour defaults."""
@@ -147,6 +196,19 @@ class ViewsConfig(_Section):
                 "grayscale_p": self.grayscale_p if self.grayscale_p is not None else (0.2 if rgb else 0.0),
             }
         )
+
+    def source(self, dataset: str) -> str:
+        """The pair source in force (``pairs`` or the dataset's default)."""
+        return self.pairs or ("toy" if dataset == "infomin_toy" else "augment")
+
+
+# The knobs that belong to one pair source: setting one with another source is an error.
+SOURCE_KNOBS = {
+    "patches": ("patch_size", "patch_distance"),
+    "channels": ("color_space",),
+    "frequency": ("frequency_cutoff", "frequency_gap"),
+    "toy": ("shared",),
+}
 
 
 class NegativesConfig(_Section):
@@ -161,9 +223,9 @@ class NegativesConfig(_Section):
     @model_validator(mode="after")
     def _band(self) -> NegativesConfig:
         if self.lower >= self.upper:
-            raise _KeyedError("negatives.lower", f"must be < negatives.upper, got {self.lower} >= {self.upper}")
+            raise KeyedError("negatives.lower", f"must be < negatives.upper, got {self.lower} >= {self.upper}")
         if self.anneal != "none" and self.anneal_start < self.upper:
-            raise _KeyedError(
+            raise KeyedError(
                 "negatives.anneal_start", f"must be >= negatives.upper, got {self.anneal_start} < {self.upper}"
             )
         return self
@@ -189,7 +251,7 @@ class TrainerConfig(_Section):
         True, description="NHWC activations: oneDNN's fast layout on the CPU, the tensor cores' on CUDA"
     )
     compile: bool = False
-    compile_views: bool = Field(False, description="torch.compile the view pipeline (CUDA graphs on CUDA)")
+    compile_views: bool = Field(False, description="torch.compile the pair source (CUDA graphs on CUDA)")
     max_steps: int | None = Field(None, ge=1, description="stop each epoch after this many steps (dry runs)")
     threads: int | None = Field(None, ge=1, le=256, description="torch CPU threads; None = torch's default")
 
@@ -199,19 +261,39 @@ class EvaluationConfig(_Section):
     knn_t: float = Field(0.07, gt=0.0, le=10.0)
     linear_epochs: int = Field(30, ge=1, le=1000)
     linear_lr: float = Field(1e-2, gt=0.0, le=10.0)
+    probe_seed: int = Field(0, ge=0, le=2**31 - 1, description="the linear probe's own seed: one fixed protocol")
     knn_every_epoch: bool = True
     monitor_train: int = Field(10_000, ge=1, description="training images used as the per-epoch kNN bank")
-    monitor_test: int = Field(2_000, ge=1, description="test images scored by the per-epoch kNN")
+    monitor_val: int = Field(2_000, ge=1, description="validation images scored by the per-epoch kNN")
 
 
 class MIConfig(_Section):
-    estimator: Literal["infonce", "nwj", "smile"] = "infonce"
-    steps: int = Field(300, ge=1, le=100_000)
-    batch_size: int = Field(256, ge=8, le=65_536)
-    pairs: int = Field(16384, ge=16, le=1_000_000, description="critic training pairs (held-out: pairs/4)")
-    lr: float = Field(1e-3, gt=0.0, le=1.0)
-    seed: int = Field(0, ge=0)
+    """The view-MI protocol: everything that decides an estimate besides the data.
+
+    Keep it fixed within a study, or MI values do not compare (``analysis/mi.py``).
+    """
+
     enabled: bool = True
+    estimator: Literal["infonce", "nwj", "smile"] = "infonce"
+    steps: int = Field(300, ge=1, le=100_000, description="critic training steps")
+    batch_size: int = Field(256, ge=8, le=65_536, description="K, candidates per batch: InfoNCE's cap is log K")
+    pairs: int = Field(16384, ge=16, le=1_000_000, description="critic training pairs (held-out: eval_pairs more)")
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    hidden: int = Field(128, ge=8, le=4096, description="critic width; its conv widths are hidden/4, /2, /1")
+    embed: int = Field(64, ge=2, le=4096, description="critic embedding size")
+    smile_clip: float = Field(5.0, gt=0.0, le=100.0, description="SMILE's clipping threshold tau")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> MIConfig:
+        if self.pairs < self.batch_size:
+            raise KeyedError("mi.pairs", f"must be >= mi.batch_size ({self.batch_size}), got {self.pairs}")
+        return self
+
+    @property
+    def eval_pairs(self) -> int:
+        """Held-out pairs: pairs//4 rounded down to whole batches, at least one batch."""
+        return max(1, (self.pairs // 4) // self.batch_size) * self.batch_size
 
 
 class TrainConfig(_Section):
@@ -228,116 +310,51 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _cross(self) -> TrainConfig:
-        if self.dataset.num_channels != 3:
+        channels, name = self.dataset.num_channels, self.dataset.name
+        if channels != 3:
             for knob in ("saturation", "hue", "grayscale_p"):
                 value = getattr(self.views, knob)
                 if value not in (None, 0.0):
-                    raise _KeyedError(
+                    raise KeyedError(
                         f"views.{knob}",
-                        f"needs 3 colour channels, but dataset '{self.dataset.name}' has "
-                        f"{self.dataset.num_channels}; remove it or set it to 0",
+                        f"needs 3 colour channels, but dataset '{name}' has {channels}; remove it or set it to 0",
                     )
-        if self.views.shared is not None and self.dataset.name != "infomin_toy":
-            raise _KeyedError("views.shared", f"only applies to dataset 'infomin_toy', not '{self.dataset.name}'")
+        source = self.views.source(name)
+        if source == "toy" and name != "infomin_toy":
+            raise KeyedError("views.pairs", f"'toy' re-renders dataset infomin_toy, not '{name}'")
+        if source == "channels" and channels != 3:
+            raise KeyedError("views.pairs", f"'channels' splits colour channels, but dataset '{name}' has {channels}")
+        for other, knobs in SOURCE_KNOBS.items():
+            for knob in knobs:
+                if other != source and knob in self.views.model_fields_set:
+                    raise KeyedError(f"views.{knob}", f"only applies to views.pairs: {other} (this spec uses {source})")
         return self
 
 
 TRAIN_SECTIONS = tuple(TrainConfig.model_fields)
 
 
-# --------------------------------------------------------------------------- domains
+def training_sections(raw: dict) -> dict:
+    """Only the sections ``trainers`` reads (a search spec carries more)."""
+    return {k: v for k, v in raw.items() if k in TRAIN_SECTIONS}
 
 
-def is_domain(value: Any) -> bool:
-    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in DOMAIN_KINDS
+# --------------------------------------------------------------------------- validation
 
 
-def check_domain(key: str, value: dict) -> tuple[str, list]:
-    """Validate a domain's own shape (not yet the knob's range)."""
-    kind, args = next(iter(value.items()))
-    if not isinstance(args, list) or not args:
-        raise SpecError(key, f"{kind} domain needs a non-empty list, got {args!r}")
-    if kind in ("uniform", "loguniform", "int"):
-        if len(args) != 2 or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
-            raise SpecError(key, f"{kind} domain needs [low, high] numbers, got {args!r}")
-        lo, hi = args
-        if not lo < hi:
-            raise SpecError(key, f"{kind} domain is inverted or empty: low {lo} must be < high {hi}")
-        if kind == "loguniform" and lo <= 0:
-            raise SpecError(key, f"loguniform domain needs low > 0, got {lo}")
-        if kind == "int" and not all(isinstance(a, int) for a in args):
-            raise SpecError(key, f"int domain needs integer bounds, got {args!r}")
-    return kind, args
-
-
-def domain_default(value: dict) -> Any:
-    """The value one standalone training uses for a searched knob: midpoint or first choice."""
-    kind, args = next(iter(value.items()))
-    if kind == "uniform":
-        return (args[0] + args[1]) / 2
-    if kind == "loguniform":
-        return math.sqrt(args[0] * args[1])
-    if kind == "int":
-        return (args[0] + args[1]) // 2
-    return args[0]
-
-
-def domain_probes(value: dict) -> list:
-    """The values that must all be valid for the domain to be valid."""
-    return list(next(iter(value.values())))
-
-
-def walk(tree: Any, prefix: str = ""):
-    """Yield (dotted_key, leaf) for every leaf, treating a domain as a leaf."""
-    if isinstance(tree, dict) and not is_domain(tree):
-        for k, v in tree.items():
-            yield from walk(v, f"{prefix}.{k}" if prefix else str(k))
-    else:
-        yield prefix, tree
-
-
-def get_path(tree: dict, key: str) -> Any:
-    node = tree
-    for part in key.split("."):
-        node = node[part]
-    return node
-
-
-def set_path(tree: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = tree
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise SpecError(key, f"'{part}' is not a section")
-    node[parts[-1]] = value
-
-
-def find_domains(raw: dict) -> dict[str, dict]:
-    return {k: v for k, v in walk(raw) if is_domain(v)}
-
-
-def resolve(raw: dict, values: dict[str, Any] | None = None) -> dict:
-    """A copy of ``raw`` with every domain replaced: by ``values[key]`` if given, else its default."""
-    out = copy.deepcopy(raw)
-    values = values or {}
-    for key, dom in find_domains(raw).items():
-        set_path(out, key, values[key] if key in values else domain_default(dom))
-    return out
-
-
-def _error_key(err: ValidationError) -> tuple[str, str]:
+def error_key(err: ValidationError) -> tuple[str, str]:
     """The dotted key and a readable reason for pydantic's first error."""
     first = err.errors()[0]
     ctx_err = first.get("ctx", {}).get("error")
-    if isinstance(ctx_err, _KeyedError):
+    if isinstance(ctx_err, KeyedError):
         return ctx_err.key, ctx_err.reason
     key = ".".join(str(p) for p in first["loc"])
     if first["type"] == "extra_forbidden":
-        return key, "unknown key"
+        return key, RENAMED.get(key, "unknown key")
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] != "missing" and "input" in first:
-        msg = f"{msg} (got {first['input']!r})"
+        shown = repr(first["input"])
+        msg = f"{msg} (got {shown if len(shown) <= 200 else shown[:200] + '...'})"
     return key, msg
 
 
@@ -345,7 +362,7 @@ def _validate(raw: dict) -> TrainConfig:
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as err:
-        raise SpecError(*_error_key(err)) from None
+        raise SpecError(*error_key(err)) from None
 
 
 def validate_train(raw: dict) -> TrainConfig:
@@ -356,18 +373,19 @@ def validate_train(raw: dict) -> TrainConfig:
     """
     if not isinstance(raw, dict):
         raise SpecError("", f"a spec must be a mapping of sections, got {type(raw).__name__}")
-    for key, dom in find_domains(raw).items():
+    domains = find_domains(raw)
+    for key, dom in domains.items():
         check_domain(key, dom)
     base = resolve(raw)
     cfg = _validate(base)
-    for key, dom in find_domains(raw).items():
-        for probe in domain_probes(dom):
+    for key, dom in domains.items():
+        for probe in domain_values(dom):
             trial = copy.deepcopy(base)
             set_path(trial, key, probe)
             try:
                 TrainConfig.model_validate(trial)
             except ValidationError as err:
-                _, reason = _error_key(err)
+                _, reason = error_key(err)
                 raise SpecError(key, f"domain value {probe!r} is invalid: {reason}") from None
     _check_ring_domains(raw)
     return cfg
@@ -377,9 +395,9 @@ def _check_ring_domains(raw: dict) -> None:
     neg = raw.get("negatives") or {}
     lo, hi = neg.get("lower", 0.0), neg.get("upper", 1.0)
 
-    def span(v):
+    def span(v: Any) -> tuple[float, float] | None:
         if is_domain(v):
-            nums = [a for a in next(iter(v.values())) if isinstance(a, (int, float))]
+            nums = [a for a in domain_values(v) if isinstance(a, (int, float))]
             return (min(nums), max(nums)) if nums else None
         return (v, v) if isinstance(v, (int, float)) else None
 
@@ -392,76 +410,14 @@ def _check_ring_domains(raw: dict) -> None:
         )
 
 
-# --------------------------------------------------------------------------- files and overrides
+def trial_config(train_raw: dict, values: dict[str, Any]) -> TrainConfig:
+    """Spec constants + sampled ``values`` (dotted keys) -> the validated training of one point.
 
-
-def load_yaml(path: str | Path) -> dict:
-    """Read a spec with ``yaml.safe_load``; every failure is a SpecError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError("", "file not found", file=str(path))
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SpecError("", f"YAML syntax error: {err}", file=str(path)) from None
-    if raw is None:
-        raise SpecError("", "the file is empty", file=str(path))
-    if not isinstance(raw, dict):
-        raise SpecError("", f"the top level must be a mapping, got a {type(raw).__name__}", file=str(path))
-    return raw
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` with VALUE parsed as YAML (so numbers, booleans and domains work)."""
-    if "=" not in text:
-        raise SpecError(text, "--set needs KEY=VALUE")
-    key, value = text.split("=", 1)
-    key = key.strip()
-    if not key or any(not part for part in key.split(".")):
-        raise SpecError(key, "--set needs a dotted key like trainer.epochs")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else None
-    except yaml.YAMLError as err:
-        raise SpecError(key, f"cannot parse value {value!r}: {err}") from None
-    return key, parsed
-
-
-def known_key(schema: type[BaseModel], key: str) -> bool:
-    """Is ``key`` a leaf or section of the schema?"""
-    model: Any = schema
-    for part in key.split("."):
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
-            return False
-        model = model.model_fields[part].annotation
-    return True
-
-
-def apply_overrides(raw: dict, overrides: list[str], schema: type[BaseModel] = TrainConfig) -> dict:
-    out = copy.deepcopy(raw)
-    for text in overrides:
-        key, value = parse_override(text)
-        if not known_key(schema, key):
-            raise SpecError(key, "--set names a key that does not exist in the spec schema")
-        set_path(out, key, value)
-    return out
-
-
-def training_sections(raw: dict) -> dict:
-    """Only the sections ``trainers`` reads (a search spec carries more)."""
-    return {k: v for k, v in raw.items() if k in TRAIN_SECTIONS}
-
-
-def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
-    """Spec file -> one training config (domains at their defaults). Raises SpecError."""
-    raw = load_yaml(path)
-    try:
-        raw = apply_overrides(raw, overrides or [])
-        return validate_train(training_sections(raw))
-    except SpecError as err:
-        raise SpecError(err.key, err.reason, file=str(path)) from None
-
-
-def flatten(cfg: BaseModel | dict, prefix: str = "") -> dict[str, Any]:
-    """Dotted-name view of a config, as MLflow params and report tables use it."""
-    tree = cfg.model_dump() if isinstance(cfg, BaseModel) else cfg
-    return {k: v for k, v in walk(tree, prefix)}
+    Values may come from a searcher as numpy scalars; they become Python numbers first, since
+    the schema is strict.
+    """
+    plain = {k: (v.item() if hasattr(v, "item") and not isinstance(v, (list, dict)) else v) for k, v in values.items()}
+    raw = resolve(train_raw, plain)
+    for key in set(plain) - set(find_domains(train_raw)):  # set by the search itself (replicate seeds)
+        set_path(raw, key, plain[key])
+    return TrainConfig.model_validate(raw)

@@ -7,12 +7,14 @@ monitor every epoch (on a subset) and is what early stopping watches.
 Linear probe (the number the papers report): features of the un-augmented images computed once
 with the encoder frozen, standardised with the training mean and std, then a linear classifier
 trained with Adam (lr ``linear_lr``, batch 256, cosine decay to 0) for ``linear_epochs`` epochs,
-seeded; accuracy on the test split. Fixed, so accuracies are comparable across trials.
+with its own fixed seed; accuracy on each split it is given (validation and test). Fixed, so
+accuracies are comparable across trials: the probe is a measuring instrument, like the MI critic.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -20,8 +22,13 @@ from torch import Tensor, nn
 
 
 @torch.no_grad()
-def extract_features(encoder: nn.Module, images: Tensor, batch_size: int = 1024) -> Tensor:
-    """Backbone features of uint8 images [N,C,H,W] (no augmentation), float32 [N, D]."""
+def extract_features(
+    encoder: nn.Module, images: Tensor, batch_size: int = 1024, transform: Callable[[Tensor], Tensor] | None = None
+) -> Tensor:
+    """Backbone features of uint8 images [N,C,H,W] (no augmentation), float32 [N, D].
+
+    ``transform`` maps the float images in [0, 1] to what the encoder was trained on (a pair
+    source's ``eval_view``, e.g. a colour space); default: the images as they are."""
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
@@ -29,6 +36,8 @@ def extract_features(encoder: nn.Module, images: Tensor, batch_size: int = 1024)
     out = []
     for start in range(0, images.shape[0], batch_size):
         x = images[start : start + batch_size].to(device).float().div_(255)
+        if transform is not None:
+            x = transform(x)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -62,17 +71,16 @@ def knn_accuracy(train_f, train_y, test_f, test_y, num_classes: int, k: int = 20
 def linear_probe(
     train_f: Tensor,
     train_y: Tensor,
-    test_f: Tensor,
-    test_y: Tensor,
-    num_classes: int,
+    evals: dict[str, tuple[Tensor, Tensor]],
     epochs: int = 30,
     lr: float = 1e-2,
     batch_size: int = 256,
     seed: int = 0,
-) -> float:
-    """Test accuracy of a linear classifier on frozen, standardised features."""
+) -> dict[str, float]:
+    """Accuracy of one linear classifier on frozen, standardised features, for each named split."""
+    num_classes = int(max([int(train_y.max())] + [int(y.max()) for _, y in evals.values()])) + 1
     mean, std = train_f.mean(0), train_f.std(0) + 1e-6
-    xtr, xte = (train_f - mean) / std, (test_f - mean) / std
+    xtr = (train_f - mean) / std
     with torch.random.fork_rng(devices=[xtr.device] if xtr.device.type == "cuda" else []):
         torch.manual_seed(seed)
         clf = nn.Linear(xtr.shape[1], num_classes).to(xtr.device)
@@ -91,4 +99,4 @@ def linear_probe(
                     opt.step()
                     sched.step()
         with torch.no_grad():
-            return (clf(xte).argmax(1) == test_y).float().mean().item()
+            return {name: (clf((f - mean) / std).argmax(1) == y).float().mean().item() for name, (f, y) in evals.items()}

@@ -23,22 +23,15 @@ from pathlib import Path
 
 import torch
 
-from trainers.config import SpecError, TrainConfig, load_train_config
-from trainers.data import DataBundle, DatasetMissing, load_data
+from trainers.config import TrainConfig
+from trainers.data import DataBundle, DatasetError, load_data
+from trainers.errors import SpecError
 from trainers.evaluate import extract_features, knn_accuracy, linear_probe
 from trainers.methods import build_method
 from trainers.models import build_encoder
 from trainers.objectives import make_schedule
-from trainers.views import ViewPipeline
-
-
-def make_pair_renderer(cfg: TrainConfig, data: DataBundle) -> Callable[[torch.Tensor], tuple] | None:
-    """Datasets with known factors make view pairs by re-rendering; others use the view pipeline."""
-    if cfg.dataset.name != "infomin_toy":
-        return None
-    from trainers.toy import ToyPairs
-
-    return ToyPairs(data, cfg.views)
+from trainers.pairs import build_pairs
+from trainers.specfile import load_train_config
 
 
 def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
@@ -78,13 +71,12 @@ class Trainer:
         n = self.data.train_x.shape[0]
         if n < cfg.trainer.batch_size:
             raise SpecError("trainer.batch_size", f"{cfg.trainer.batch_size} exceeds the {n} training images")
-        self.views = ViewPipeline(cfg.views, self.data.channels)
-        self.pairs = make_pair_renderer(cfg, self.data)
-        self.make_views = self.views.__call__
+        self.pairs = build_pairs(cfg, self.data)
+        self.make_pairs = self.pairs.__call__
         if cfg.trainer.compile_views:  # removes the views' kernel-launch overhead, the GPU bottleneck
             mode = "reduce-overhead" if self.device.type == "cuda" else None
-            self.make_views = torch.compile(self.views.__call__, mode=mode)
-        self.encoder = build_encoder(cfg.model, self.data.channels, self.device, cfg.trainer.channels_last)
+            self.make_pairs = torch.compile(self.pairs.__call__, mode=mode)
+        self.encoder = build_encoder(cfg.model, self.pairs.channels, self.device, cfg.trainer.channels_last)
         self.method = build_method(self.encoder, cfg.method, n).to(self.device)
         if cfg.trainer.compile:  # in place: the method calls this module and its state_dict keys stay the same
             self.encoder.compile()
@@ -124,14 +116,7 @@ class Trainer:
     def _step(self, idx: torch.Tensor) -> torch.Tensor:
         lower, upper = self.schedule.bounds(self.global_step)
         self._set_lr()
-        if self.pairs is not None:  # a dataset that renders its own view pairs from known factors
-            v1, v2 = self.pairs(idx)
-            v2 = None if self.method.views_per_step == 1 else v2
-        elif self.method.views_per_step == 1:
-            v1, v2 = self.views.view(self.data.train_x[idx].float().div(255))[0], None
-        else:
-            batch = self.make_views(self.data.train_x[idx])
-            v1, v2 = batch.v1, batch.v2
+        v1, v2 = self.make_pairs(idx, self.method.views_per_step == 2)
         if self.cfg.trainer.channels_last:
             v1 = v1.contiguous(memory_format=torch.channels_last)
             v2 = v2.contiguous(memory_format=torch.channels_last) if v2 is not None else None
@@ -168,38 +153,41 @@ class Trainer:
             "diverged": 0.0 if math.isfinite(train_loss) else 1.0,
         }
         if self.cfg.evaluation.knn_every_epoch and metrics["diverged"] == 0.0:
-            metrics["knn_acc"] = self.monitor_knn()
+            metrics["val_knn_acc"] = self.monitor_knn()
         self.history.append(metrics)
         return metrics
 
     # ------------------------------------------------------------------ evaluation
 
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen features of un-augmented images, as the pair source presents a whole image."""
+        return extract_features(self.encoder, images, transform=self.pairs.eval_view)
+
     def monitor_knn(self) -> float:
-        """kNN accuracy on a bounded subset: cheap enough to run every epoch for early stopping."""
-        ev = self.cfg.evaluation
-        tr, te = slice(0, ev.monitor_train), slice(0, ev.monitor_test)
-        d = self.data
-        train_f = extract_features(self.encoder, d.train_x[tr])
-        test_f = extract_features(self.encoder, d.test_x[te])
-        return knn_accuracy(train_f, d.train_y[tr], test_f, d.test_y[te], d.num_classes, ev.knn_k, ev.knn_t)
+        """kNN accuracy on bounded subsets of the training (bank) and validation (queries) images:
+        cheap enough to run every epoch, and what the search and early stopping compare."""
+        ev, d = self.cfg.evaluation, self.data
+        tr, va = slice(0, ev.monitor_train), slice(0, ev.monitor_val)
+        return knn_accuracy(self.features(d.train_x[tr]), d.train_y[tr], self.features(d.val_x[va]), d.val_y[va],
+                            d.num_classes, ev.knn_k, ev.knn_t)
 
     def evaluate(self) -> dict[str, float]:
-        """Final kNN and linear-probe accuracy on the full test split."""
+        """Final kNN and linear probe, scored on the whole validation and the whole test split.
+
+        Both read features of the training images as the bank / the probe's training set: the
+        validation labels never train anything, so ``val_*`` is what selection reads, and the
+        test split (``knn_acc``, ``linear_acc``) is only reported.
+        """
         ev, d = self.cfg.evaluation, self.data
-        train_f = extract_features(self.encoder, d.train_x)
-        test_f = extract_features(self.encoder, d.test_x)
-
-        def probe(train_y: torch.Tensor, test_y: torch.Tensor) -> float:
-            classes = int(max(train_y.max(), test_y.max())) + 1
-            return linear_probe(train_f, train_y, test_f, test_y, classes, ev.linear_epochs, ev.linear_lr,
-                                seed=self.cfg.trainer.seed)
-
-        out = {
-            "knn_acc": knn_accuracy(train_f, d.train_y, test_f, d.test_y, d.num_classes, ev.knn_k, ev.knn_t),
-            "linear_acc": probe(d.train_y, d.test_y),
-        }
-        for factor, (train_y, test_y) in (d.factors or {}).items():  # one probe per known factor
-            out[f"linear_acc_{factor}"] = probe(train_y, test_y)
+        train_f, val_f, test_f = self.features(d.train_x), self.features(d.val_x), self.features(d.test_x)
+        out: dict[str, float] = {}
+        for split, f, y in (("val_", val_f, d.val_y), ("", test_f, d.test_y)):
+            out[f"{split}knn_acc"] = knn_accuracy(train_f, d.train_y, f, y, d.num_classes, ev.knn_k, ev.knn_t)
+        probes = {"": (d.train_y, d.val_y, d.test_y), **{f"_{k}": v for k, v in (d.factors or {}).items()}}
+        for suffix, (train_y, val_y, test_y) in probes.items():  # the class probe, and one per known factor
+            acc = linear_probe(train_f, train_y, {"val": (val_f, val_y), "test": (test_f, test_y)},
+                               epochs=ev.linear_epochs, lr=ev.linear_lr, seed=ev.probe_seed)
+            out[f"val_linear_acc{suffix}"], out[f"linear_acc{suffix}"] = acc["val"], acc["test"]
         return out
 
     # ------------------------------------------------------------------ state
@@ -229,7 +217,7 @@ class Trainer:
         torch.save(self.state_dict(), path)
 
     def load_checkpoint(self, path: str | Path) -> None:
-        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        self.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
 
     # ------------------------------------------------------------------ driving
 
@@ -264,7 +252,7 @@ class Trainer:
         return update
 
     def _close_bar(self, metrics: dict) -> None:
-        knn = f" knn {metrics['knn_acc']:.3f}" if "knn_acc" in metrics else ""
+        knn = f" val knn {metrics['val_knn_acc']:.3f}" if "val_knn_acc" in metrics else ""
         self._bar.set_postfix_str(f"loss {metrics['train_loss']:.3f}{knn} {metrics['imgs_per_s']:,.0f} img/s")
         self._bar.close()
 
@@ -278,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_train_config(args.spec, args.overrides)
         trainer = Trainer(cfg)
-    except (SpecError, DatasetMissing, DeviceUnavailable) as err:
+    except (SpecError, DatasetError, DeviceUnavailable) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"training {cfg.method.name} on {cfg.dataset.name} ({trainer.data.train_x.shape[0]} images) "

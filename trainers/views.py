@@ -1,8 +1,9 @@
-"""The contrastive view pipeline: two random views of a whole batch, made on the batch's device.
+"""The built-in augmentation pipeline: one random view of every image of a batch, on its device.
 
 Why not a stock ``kornia.augmentation.AugmentationSequential``: on a GPU its per-module
-bookkeeping makes the views, not the model, the bottleneck of a small-model SimCLR step (see
-DESIGN.md, Performance principles). Here the whole pipeline is a handful of batched tensor ops:
+bookkeeping makes the views, not the model, the bottleneck of a small-model SimCLR step (the
+README's performance section measures both). Here the whole pipeline is a handful of batched
+tensor ops:
 
 1. crop + flip + resize to the output size as two batched matmuls with per-sample bilinear
    weight matrices (``Ry @ x @ Rx^T``); when the config rotates, one per-sample affine matrix
@@ -40,10 +41,6 @@ Conventions others rely on:
 from __future__ import annotations
 
 import math
-import struct
-import zlib
-from dataclasses import dataclass, fields
-from pathlib import Path
 
 import kornia
 import torch
@@ -79,71 +76,29 @@ _U = {
 _RGB_TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 
 
-@dataclass
-class ViewBatch:
-    """Two independent views of one batch and the crop box each was cut from."""
+def effective_params(cfg: ViewsConfig, channels: int) -> ViewsConfig:
+    """The pipeline knobs after ``strength`` s, so that s=0 is the identity and s=1 the knobs as given.
 
-    v1: Tensor  # float32 [B,C,H,W] in [0,1]
-    v2: Tensor
-    boxes1: Tensor  # [B,4] (x0, y0, x1, y1), normalised [0,1] image coordinates
-    boxes2: Tensor
-
-
-@dataclass(frozen=True)
-class ViewParams:
-    """Effective view magnitudes after ``strength`` and the dataset's colour defaults."""
-
-    crop_scale_min: float
-    crop_scale_max: float
-    crop_ratio_min: float
-    crop_ratio_max: float
-    flip_p: float
-    brightness: float
-    contrast: float
-    saturation: float
-    hue: float
-    jitter_p: float
-    grayscale_p: float
-    blur_p: float
-    blur_sigma_min: float
-    blur_sigma_max: float
-    solarize_p: float
-    solarize_threshold: float
-    rotation_degrees: float
-
-    def as_dict(self) -> dict[str, float]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def effective_params(cfg: ViewsConfig, channels: int) -> ViewParams:
-    """Apply ``strength`` s to every knob so that s=0 is the identity and s=1 the knobs as given.
-
-    Magnitudes and probabilities scale by s; crop scales move towards 1 (``1 - s*(1 - m)``);
-    the aspect-ratio range shrinks towards 1 in log space. Saturation, hue and grayscale only
-    exist for 3-channel images and are 0 otherwise.
+    Each knob scales as ``ViewsConfig.pipeline_knobs()`` says (linear, towards one, log, fixed).
+    Saturation, hue and grayscale only exist for 3-channel images and are 0 otherwise. The result
+    is a ViewsConfig (not re-validated: at s=0 some magnitudes are 0 where the schema wants > 0).
     """
     r = cfg.resolved(channels)
     s = float(r.strength)
-    rgb = channels == 3
-    return ViewParams(
-        crop_scale_min=1.0 - s * (1.0 - r.crop_scale_min),
-        crop_scale_max=1.0 - s * (1.0 - r.crop_scale_max),
-        crop_ratio_min=math.exp(s * math.log(r.crop_ratio_min)),
-        crop_ratio_max=math.exp(s * math.log(r.crop_ratio_max)),
-        flip_p=s * r.flip_p,
-        brightness=s * r.brightness,
-        contrast=s * r.contrast,
-        saturation=s * r.saturation if rgb else 0.0,
-        hue=s * r.hue if rgb else 0.0,
-        jitter_p=s * r.jitter_p,
-        grayscale_p=s * r.grayscale_p if rgb else 0.0,
-        blur_p=s * r.blur_p,
-        blur_sigma_min=s * r.blur_sigma_min,
-        blur_sigma_max=s * r.blur_sigma_max,
-        solarize_p=s * r.solarize_p,
-        solarize_threshold=r.solarize_threshold,
-        rotation_degrees=s * r.rotation_degrees,
-    )
+    scaled: dict[str, float] = {}
+    for knob, rule in ViewsConfig.pipeline_knobs().items():
+        m = float(getattr(r, knob))
+        if rule == "linear":
+            scaled[knob] = s * m
+        elif rule == "towards_one":
+            scaled[knob] = 1.0 - s * (1.0 - m)
+        elif rule == "log":
+            scaled[knob] = math.exp(s * math.log(m))
+        else:
+            scaled[knob] = m
+    if channels != 3:
+        scaled.update(saturation=0.0, hue=0.0, grayscale_p=0.0)
+    return r.model_copy(update=scaled)
 
 
 def blur_kernel_size(size: int, sigma_max: float) -> int:
@@ -351,63 +306,9 @@ class ViewPipeline:
         prm = self.sample_params(x.shape[0], x.device)
         return self.apply(x, prm), prm["boxes"]
 
-    def __call__(self, x_uint8: Tensor) -> ViewBatch:
-        """Two independent views of a uint8 batch, rendered together as one 2B batch."""
-        b = x_uint8.shape[0]
-        x = torch.cat((x_uint8, x_uint8)).float().div_(255.0)
-        views, boxes = self.view(x)
-        return ViewBatch(v1=views[:b], v2=views[b:], boxes1=boxes[:b], boxes2=boxes[b:])
-
-
-def crop_overlap(boxes1: Tensor, boxes2: Tensor) -> Tensor:
-    """Per-sample intersection-over-union of two [B,4] crop boxes: a cheap proxy for shared content."""
-    lo = torch.maximum(boxes1[:, :2], boxes2[:, :2])
-    hi = torch.minimum(boxes1[:, 2:], boxes2[:, 2:])
-    inter = (hi - lo).clamp(min=0.0).prod(1)
-    area1 = (boxes1[:, 2:] - boxes1[:, :2]).prod(1)
-    area2 = (boxes2[:, 2:] - boxes2[:, :2]).prod(1)
-    return inter / (area1 + area2 - inter).clamp(min=1e-12)
-
-
-# --------------------------------------------------------------------------- view grid
-
-
-def _png_bytes(rgb: Tensor) -> bytes:
-    """Encode uint8 [H,W,3] as PNG with the standard library only (trainers may lack PIL)."""
-    height, width, _ = rgb.shape
-    raw = b"".join(b"\x00" + bytes(row) for row in rgb.reshape(height, width * 3).tolist())
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b"")
-
-
-def save_view_grid(x_uint8: Tensor, pipeline: ViewPipeline, path: str | Path, n: int = 8) -> Path:
-    """Write a PNG of ``n`` rows: original | view 1 | view 2 (1-channel shown as gray).
-
-    Runs under a forked RNG so that drawing the grid does not change a training's random stream.
-    """
-    path = Path(path)
-    x = x_uint8[:n]
-    devices = [x.device.index or 0] if x.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        batch = pipeline(x)
-    side = batch.v1.shape[-1]
-    orig = F.interpolate(x.float() / 255.0, size=batch.v1.shape[-2:], mode="bilinear", align_corners=False)
-    tiles = torch.stack((orig.clamp(0, 1), batch.v1, batch.v2), dim=1)  # [n,3,C,h,w]
-    if tiles.shape[2] != 3:
-        tiles = tiles[:, :, :1].expand(-1, -1, 3, -1, -1)
-    scale = max(1, math.ceil(64 / side))
-    pad = 2
-    tiles = F.pad(tiles.flatten(0, 1), [pad] * 4, value=1.0).unflatten(0, (x.shape[0], 3))
-    rows, cols, _, th, tw = tiles.shape
-    grid = tiles.permute(0, 3, 1, 4, 2).reshape(rows * th, cols * tw, 3)
-    grid = grid.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_png_bytes((grid * 255).round().to(torch.uint8).cpu()))
-    return path
+    def __call__(self, x: Tensor) -> Tensor:
+        """One random view of each image of float ``x`` [B,C,H,W] in [0,1] (the pair sources' augment)."""
+        return self.view(x)[0]
 
 
 # --------------------------------------------------------------------------- stock baseline

@@ -1,5 +1,4 @@
-"""The controlled InfoMin testbed: images whose generative factors are known, and view pairs that
-share a chosen subset of them.
+"""The controlled InfoMin testbed: images whose generative factors are known.
 
 Why: InfoMin (Tian et al. 2020, their colourful-moving-MNIST experiment) claims that what the
 two views *share* decides what a contrastive representation keeps. On natural images the
@@ -16,14 +15,8 @@ Factors are drawn independently and uniformly with a fixed seed: the dataset is 
 the config alone. ``ToyDesign`` holds every rendering constant (see its docstring for why each
 has its value).
 
-``ToyPairs`` makes the training pairs: view 1 is the image itself, view 2 re-renders it keeping
-each factor that ``views.shared`` lists and redrawing the others (class -> another object of the
-bank, of any class; background -> a random palette colour with fresh jitter and texture;
-position -> a random placement). At ``views.strength`` 0 nothing else differs between the views,
-so with every factor shared the two views are the same image (the trivial end of the testbed).
-A strength above 0 also passes both views through the ordinary ``ViewPipeline`` (crops,
-jitter...), which itself erodes shared factors (hue jitter changes the background); the
-testbed's spec keeps it at 0.
+The ``toy`` pair source (``trainers/pairs/toy.py``) re-renders training images from these
+factors, keeping the ones the two views share.
 """
 
 from __future__ import annotations
@@ -36,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainers.config import DatasetConfig, ViewsConfig
-from trainers.data import DataBundle, load_fashion_mnist
-from trainers.views import ViewPipeline
+from trainers.config import DatasetConfig
+from trainers.data.bundle import DataBundle, DatasetError
+from trainers.data.files import load_fashion_mnist
 
 FACTORS = ("class", "background", "position")
 DEFAULT_TRAIN = 20_000
@@ -197,34 +190,44 @@ def make_assets(objects: np.ndarray, canvas: int, design: ToyDesign) -> dict[str
 def load_infomin_toy(cfg: DatasetConfig, design: ToyDesign | None = None) -> DataBundle:
     """Render the testbed from Fashion-MNIST (same search places and error as ``fashion_mnist``).
 
-    ``subset`` / ``test_subset`` training / test images (default 20000 / 5000), each showing a
-    distinct object of the matching Fashion-MNIST split; ``image_size`` is the canvas side.
+    ``subset`` training-split images (default 20000; the validation split is the last
+    ``val_size`` of them) and ``test_subset`` test images (default 5000), each showing a distinct
+    object of the matching Fashion-MNIST split; ``image_size`` is the canvas side. Validation
+    objects are not in the object bank the pair source redraws from, so they never reach training.
     """
     design = design or DESIGN
     train_imgs, train_lbls, test_imgs, test_lbls = load_fashion_mnist(cfg)
     canvas = cfg.image_size or design.canvas
     gen = torch.Generator().manual_seed(SEED)
-    n_train = min(cfg.subset or DEFAULT_TRAIN, len(train_imgs))
-    n_test = min(cfg.test_subset or DEFAULT_TEST, len(test_imgs))
-    train, test = make_assets(train_imgs[:n_train], canvas, design), make_assets(test_imgs[:n_test], canvas, design)
-    ftr, fte = draw_factors(n_train, design, gen), draw_factors(n_test, design, gen)
-    train_y = torch.from_numpy(train_lbls[:n_train].astype(np.int64))
-    test_y = torch.from_numpy(test_lbls[:n_test].astype(np.int64))
+    n_total = min(cfg.subset or DEFAULT_TRAIN, len(train_imgs))
+    n_val = cfg.val_count(n_total)
+    if not 0 < n_val < n_total:
+        raise DatasetError(f"dataset.val_size must be between 1 and {n_total - 1} for {n_total} images, got {n_val}")
+    n_train, n_test = n_total - n_val, min(cfg.test_subset or DEFAULT_TEST, len(test_imgs))
+    parts = {"train": (train_imgs[:n_train], train_lbls[:n_train]),
+             "val": (train_imgs[n_train:n_total], train_lbls[n_train:n_total]),
+             "test": (test_imgs[:n_test], test_lbls[:n_test])}
+    assets, factors, images, labels = {}, {}, {}, {}
+    for split, (objects, lbls) in parts.items():
+        assets[split] = make_assets(objects, canvas, design)
+        factors[split] = draw_factors(len(objects), design, gen)
+        images[split] = render_factors(factors[split], assets[split])
+        labels[split] = torch.from_numpy(lbls.astype(np.int64))
+    ftr = factors["train"]
     return DataBundle(
-        train_x=render_factors(ftr, train),
-        train_y=train_y,
-        test_x=render_factors(fte, test),
-        test_y=test_y,
+        train_x=images["train"], train_y=labels["train"],
+        val_x=images["val"], val_y=labels["val"],
+        test_x=images["test"], test_y=labels["test"],
         name="infomin_toy",
         num_classes=10,
         factors={
-            "class": (train_y, test_y),
-            "background": (ftr.background, fte.background),
-            "position": (ftr.position, fte.position),
+            "class": (labels["train"], labels["val"], labels["test"]),
+            "background": tuple(factors[s].background for s in parts),
+            "position": tuple(factors[s].position for s in parts),
         },
-        extras={  # what ToyPairs needs to re-render training images
-            **train,  # bank uint8 [M,1,o,o], noise, placements, palette, bg_jitter
-            "bank_labels": train_y.clone(),
+        extras={  # what the toy pair source needs to re-render training images
+            **assets["train"],  # bank uint8 [M,1,o,o], noise, placements, palette, bg_jitter
+            "bank_labels": labels["train"].clone(),
             "obj": ftr.obj,
             "background": ftr.background,
             "bg_rgb": ftr.bg_rgb,
@@ -232,54 +235,6 @@ def load_infomin_toy(cfg: DatasetConfig, design: ToyDesign | None = None) -> Dat
             "position": ftr.position,
         },
     )
-
-
-# --------------------------------------------------------------------------- view pairs
-
-
-class ToyPairs:
-    """Pairs of views that share exactly the factors in ``views.shared`` (None: all of them).
-
-    Everything runs on the data's device as batched tensor ops; the random draws come from
-    torch's global RNG, so a Trainer's seed makes them reproducible.
-    """
-
-    def __init__(self, data: DataBundle, views: ViewsConfig):
-        if data.extras is None or "bank" not in data.extras:
-            raise ValueError("ToyPairs needs a DataBundle from load_infomin_toy (extras['bank'] missing)")
-        self.images = data.train_x
-        self.extras = data.extras
-        self.shared = frozenset(FACTORS if views.shared is None else views.shared)
-        self.bg_jitter = float(data.extras["bg_jitter"])  # read once: no host sync in the step
-        self.pipeline = ViewPipeline(views, 3) if views.strength > 0 else None
-
-    def factors(self, idx: Tensor) -> ToyFactors:
-        """The factors of training images ``idx`` (view 1)."""
-        e = self.extras
-        return ToyFactors(obj=e["obj"][idx], background=e["background"][idx], bg_rgb=e["bg_rgb"][idx],
-                          texture=e["texture"][idx], position=e["position"][idx])
-
-    def second_view_factors(self, idx: Tensor) -> ToyFactors:
-        """View 2's factors: view 1's where shared, fresh uniform draws where not."""
-        f, e, dev, n = self.factors(idx), self.extras, idx.device, idx.shape[0]
-        if "class" not in self.shared:  # another object of the bank, whatever its class
-            m = e["bank"].shape[0]
-            f.obj = (f.obj + torch.randint(1, max(m, 2), (n,), device=dev)) % m
-        if "background" not in self.shared:
-            f.background = torch.randint(0, e["palette"].shape[0], (n,), device=dev)
-            f.bg_rgb = jittered_colours(f.background, e["palette"], self.bg_jitter)
-            f.texture = torch.randint(0, e["noise"].shape[0], (n,), device=dev)
-        if "position" not in self.shared:
-            f.position = torch.randint(0, e["placements"].shape[0], (n,), device=dev)
-        return f
-
-    def __call__(self, idx: Tensor) -> tuple[Tensor, Tensor]:
-        """Float views [B,3,S,S] in [0,1] of training images ``idx`` (a LongTensor on the device)."""
-        v1 = self.images[idx].float().div_(255)
-        v2 = render_factors(self.second_view_factors(idx), self.extras).float().div_(255)
-        if self.pipeline is not None:
-            v1, v2 = self.pipeline.view(v1)[0], self.pipeline.view(v2)[0]
-        return v1, v2
 
 
 def n_values(data: DataBundle, factor: str) -> int:

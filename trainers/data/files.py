@@ -1,80 +1,61 @@
-"""Datasets as uint8 tensors, loaded once and kept on the training device.
-
-A batch is then an index gather (``train_x[idx]``), not a DataLoader: on a GPU the whole of
-CIFAR-10 is 150 MB, and views are made on the device (``views.py``).
+"""Dataset files: the readers, each parsing its format itself, and where each dataset is looked for.
 
 Readers parse the files themselves (IDX for Fashion-MNIST, the pickled batches of CIFAR, the
-binary STL-10 files); torchvision is used only to *download* them. That keeps the loading code
-testable on small files a test writes, without torchvision's checksums. A missing dataset is an
-error naming every place looked and the remedy, never a substitute.
+binary STL-10 files, an image folder); torchvision is used only to *download* them. That keeps
+the loading code testable on small files a test writes. A missing dataset is ``DatasetMissing``
+naming every place looked and the remedy, never a substitute; a file that is there but
+unreadable (truncated, not the format) is ``DatasetCorrupt`` naming the file and the remedy.
+
+CIFAR's batches are Python pickles. They are read with an unpickler that only builds the plain
+containers and numpy arrays those files hold, so a planted pickle cannot run code.
 """
 
 from __future__ import annotations
 
 import gzip
 import pickle
-from dataclasses import dataclass, replace
+import zlib
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from trainers.config import DatasetConfig
+from trainers.data.bundle import DatasetCorrupt, DatasetMissing
 
 SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 FMNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-
-
-class DatasetMissing(Exception):
-    """The dataset is not where we looked. The message lists the places and the remedy."""
-
-
-@dataclass
-class DataBundle:
-    train_x: Tensor  # uint8 [N, C, H, W]
-    train_y: Tensor  # int64 [N]
-    test_x: Tensor
-    test_y: Tensor
-    name: str
-    num_classes: int
-    # Datasets with known generative factors (infomin_toy): factor -> (train labels, test labels),
-    # plus whatever their pair renderer needs, kept on the same device as the images.
-    factors: dict[str, tuple[Tensor, Tensor]] | None = None
-    extras: dict[str, Tensor] | None = None
-
-    @property
-    def channels(self) -> int:
-        return int(self.train_x.shape[1])
-
-    @property
-    def image_size(self) -> int:
-        return int(self.train_x.shape[-1])
-
-    def to(self, device: torch.device | str) -> DataBundle:
-        move = {k: getattr(self, k).to(device) for k in ("train_x", "train_y", "test_x", "test_y")}
-        if self.factors is not None:
-            move["factors"] = {k: (a.to(device), b.to(device)) for k, (a, b) in self.factors.items()}
-        if self.extras is not None:
-            move["extras"] = {k: v.to(device) for k, v in self.extras.items()}
-        return replace(self, **move)
+Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train_x, train_y, test_x, test_y
 
 
 # --------------------------------------------------------------------------- file readers
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """IDX format (MNIST family), gzipped or not."""
+    """IDX format (MNIST family), gzipped or not; a truncated or foreign file is DatasetCorrupt."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as err:
+        raise DatasetCorrupt(f"{path}: cannot be read ({err}); {_refetch(path)}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 8:
+        raise DatasetCorrupt(f"{path}: not an IDX file of unsigned bytes; {_refetch(path)}")
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    expected = 4 + 4 * ndim + int(np.prod(dims))
+    if len(raw) != expected:
+        raise DatasetCorrupt(f"{path}: {len(raw):,} bytes where its header promises {expected:,} (truncated?); "
+                             f"{_refetch(path)}")
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
+
+
+def _refetch(path: Path) -> str:
+    if SYSTEM_FASHION_MNIST in path.parents:
+        return "reinstall it: apt-get install --reinstall dataset-fashion-mnist"
+    return "delete it and download it again (dataset.download: true)"
 
 
 def _find_idx(folder: Path, stem: str) -> Path | None:
@@ -91,7 +72,7 @@ def _fmnist_from(folder: Path) -> tuple[np.ndarray, ...] | None:
     return tuple(read_idx(p) for p in paths)
 
 
-def load_fashion_mnist(cfg: DatasetConfig) -> tuple[np.ndarray, ...]:
+def load_fashion_mnist(cfg: DatasetConfig) -> Arrays:
     root_layout = Path(cfg.root) / "FashionMNIST" / "raw"
     places = [root_layout, SYSTEM_FASHION_MNIST]
     for place in places:
@@ -125,14 +106,33 @@ def read_cifar(folder: Path, train: bool, fine: bool) -> tuple[np.ndarray, np.nd
         label_key = b"labels"
     xs, ys = [], []
     for name in names:
-        with open(folder / name, "rb") as f:
-            entry = pickle.load(f, encoding="bytes")
-        xs.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        ys.append(np.asarray(entry[label_key], dtype=np.int64))
+        path = folder / name
+        try:
+            with open(path, "rb") as f:
+                entry = _ArraysOnly(f, encoding="bytes").load()
+            xs.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(entry[label_key], dtype=np.int64))
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, AttributeError) as err:
+            raise DatasetCorrupt(f"{path}: not a CIFAR batch ({type(err).__name__}: {err}); {_refetch(path)}") from None
     return np.concatenate(xs), np.concatenate(ys)
 
 
-def load_cifar(cfg: DatasetConfig) -> tuple[np.ndarray, ...]:
+class _ArraysOnly(pickle.Unpickler):
+    """Builds only what CIFAR's batches hold: dicts, lists, bytes, strings and numpy arrays."""
+
+    ALLOWED = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+    })
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a dataset file")
+        return super().find_class(module, name)
+
+
+def load_cifar(cfg: DatasetConfig) -> Arrays:
     fine = cfg.name == "cifar100"
     folder = Path(cfg.root) / ("cifar-100-python" if fine else "cifar-10-batches-py")
     needed = ["train", "test"] if fine else [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -152,12 +152,16 @@ def load_cifar(cfg: DatasetConfig) -> tuple[np.ndarray, ...]:
 
 def read_stl10(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """STL-10 binary files: images stored column-major per channel -> uint8 [N,3,96,96]."""
-    x = np.fromfile(folder / f"{split}_X.bin", dtype=np.uint8).reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
+    x = np.fromfile(folder / f"{split}_X.bin", dtype=np.uint8)
     y = np.fromfile(folder / f"{split}_y.bin", dtype=np.uint8).astype(np.int64) - 1  # labels are 1-based
+    if x.size != y.size * 3 * 96 * 96 or y.size == 0:
+        raise DatasetCorrupt(f"{folder}/{split}_X.bin: {x.size:,} bytes for {y.size:,} labels (expected "
+                             f"{y.size * 3 * 96 * 96:,}); {_refetch(folder)}")
+    x = x.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)
     return np.ascontiguousarray(x), y
 
 
-def load_stl10(cfg: DatasetConfig) -> tuple[np.ndarray, ...]:
+def load_stl10(cfg: DatasetConfig) -> Arrays:
     folder = Path(cfg.root) / "stl10_binary"
     needed = ["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"]
     if not all((folder / n).is_file() for n in needed) and cfg.download:
@@ -173,7 +177,7 @@ def load_stl10(cfg: DatasetConfig) -> tuple[np.ndarray, ...]:
     return (*read_stl10(folder, "train"), *read_stl10(folder, "test"))
 
 
-def load_image_folder(cfg: DatasetConfig) -> tuple[np.ndarray, ...]:
+def load_image_folder(cfg: DatasetConfig) -> Arrays:
     """``root/{train,test}/<class>/*.png|jpg``; images resized to ``image_size`` (default 32)."""
     from PIL import Image
 
@@ -194,7 +198,11 @@ def load_image_folder(cfg: DatasetConfig) -> tuple[np.ndarray, ...]:
             for path in sorted((root / split / cls).glob("*")):
                 if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
                     continue
-                img = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
+                try:
+                    img = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
+                except (OSError, ValueError) as err:  # PIL's UnidentifiedImageError is an OSError
+                    raise DatasetCorrupt(f"{path}: not a readable image ({err}); remove it from "
+                                         f"{root / split / cls} or replace it") from None
                 xs.append(np.asarray(img).transpose(2, 0, 1))
                 ys.append(label)
         if not xs:
@@ -202,64 +210,3 @@ def load_image_folder(cfg: DatasetConfig) -> tuple[np.ndarray, ...]:
         return np.stack(xs), np.asarray(ys, dtype=np.int64)
 
     return (*read("train"), *read("test"))
-
-
-def make_synthetic(cfg: DatasetConfig, n_train: int = 1024, n_test: int = 256) -> tuple[np.ndarray, ...]:
-    """Procedural, seeded, tiny: each class is a fixed random low-frequency pattern, each image that
-    pattern shifted a little, scaled in contrast and with noise. Learnable, so tests can see learning."""
-    size = cfg.image_size or 16
-    gen = torch.Generator().manual_seed(1234)
-    protos = torch.rand(cfg.num_classes, cfg.channels, 4, 4, generator=gen)
-    protos = F.interpolate(protos, size=(size, size), mode="bilinear", align_corners=False)
-
-    def draw(n: int) -> tuple[np.ndarray, np.ndarray]:
-        y = torch.randint(0, cfg.num_classes, (n,), generator=gen)
-        x = protos[y]
-        shifts = torch.randint(-2, 3, (n, 2), generator=gen)
-        x = torch.stack([torch.roll(img, tuple(s.tolist()), dims=(1, 2)) for img, s in zip(x, shifts)])
-        x = 0.5 + (x - 0.5) * (0.6 + 0.8 * torch.rand(n, 1, 1, 1, generator=gen))
-        x = x + 0.08 * torch.randn(x.shape, generator=gen)
-        return (x.clamp(0, 1) * 255).round().to(torch.uint8).numpy(), y.numpy()
-
-    return (*draw(cfg.subset or n_train), *draw(cfg.test_subset or n_test))
-
-
-LOADERS = {
-    "fashion_mnist": load_fashion_mnist,
-    "cifar10": load_cifar,
-    "cifar100": load_cifar,
-    "stl10": load_stl10,
-    "image_folder": load_image_folder,
-    "synthetic": make_synthetic,
-}
-
-
-def _resize(x: Tensor, size: int | None) -> Tensor:
-    if size is None or x.shape[-1] == size:
-        return x
-    out = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return out.round().clamp(0, 255).to(torch.uint8)
-
-
-def load_data(cfg: DatasetConfig) -> DataBundle:
-    """The dataset as CPU uint8 tensors [N, C, H, W]; move with ``.to(device)``."""
-    if cfg.name == "infomin_toy":
-        from trainers.toy import load_infomin_toy
-
-        return load_infomin_toy(cfg)
-    train_x, train_y, test_x, test_y = LOADERS[cfg.name](cfg)
-    if train_x.ndim == 3:  # grayscale [N, H, W]
-        train_x, test_x = train_x[:, None], test_x[:, None]
-    if cfg.subset is not None:
-        train_x, train_y = train_x[: cfg.subset], train_y[: cfg.subset]
-    if cfg.test_subset is not None:
-        test_x, test_y = test_x[: cfg.test_subset], test_y[: cfg.test_subset]
-    num_classes = int(max(train_y.max(), test_y.max()) + 1) if cfg.name != "synthetic" else cfg.num_classes
-    return DataBundle(
-        train_x=_resize(torch.from_numpy(np.ascontiguousarray(train_x)), cfg.image_size),
-        train_y=torch.from_numpy(np.asarray(train_y, dtype=np.int64)),
-        test_x=_resize(torch.from_numpy(np.ascontiguousarray(test_x)), cfg.image_size),
-        test_y=torch.from_numpy(np.asarray(test_y, dtype=np.int64)),
-        name=cfg.name,
-        num_classes=num_classes,
-    )

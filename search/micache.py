@@ -1,0 +1,76 @@
+"""The view MI, measured once per view configuration and shared by every trial that has it.
+
+Why: the view MI is a property of the views alone (the dataset, the ``views`` section and the
+``mi`` protocol), not of the training, so the replicates of a point, or two points that differ
+only in the ring or the learning rate, all have the same MI. Measuring it once per view
+configuration saves minutes per search on a CPU.
+
+The cache is a folder of JSON files, one per configuration, named by the hash of what the MI
+depends on (``mi_key``). Trials of a search run in parallel processes, possibly on several
+nodes of a cluster sharing ``runs/``: the first to need a value takes an OS file lock on that
+key, measures and writes the file atomically; the others wait on the lock and read it. A lock
+the kernel holds cannot outlive its process, so a crashed trial never leaves one stuck. A
+resumed search finds the files and measures nothing again; ``--fresh`` empties the folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from trainers.config import TrainConfig
+
+# Bump when the measurement itself changes (critic, pair drawing): old files then stop matching.
+MI_PROTOCOL_VERSION = 2
+
+
+def mi_key(cfg: TrainConfig) -> dict[str, Any]:
+    """Everything the view MI depends on, and nothing else (not the seed, model or method)."""
+    return {
+        "version": MI_PROTOCOL_VERSION,
+        "dataset": cfg.dataset.model_dump(),
+        "views": cfg.views.model_dump(),
+        "mi": cfg.mi.model_dump(exclude={"enabled"}),
+    }
+
+
+def key_name(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def cached_mi(
+    folder: Path, key: dict[str, Any], measure: Callable[[], dict[str, float]], wait: bool = True
+) -> tuple[dict, bool] | None:
+    """``(values, was_cached)``: the stored values for ``key``, or ``measure()`` stored under a lock.
+
+    With ``wait=False`` it returns None instead of waiting while another trial measures: that
+    trial trains meanwhile and asks again, waiting, once it has trained.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    name = key_name(key)
+    path = folder / f"{name}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["values"], True
+    with open(folder / f"{name}.lock", "a+") as lock:
+        try:  # released by the kernel if this process dies
+            fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None
+        try:
+            if path.is_file():  # another trial measured it while we waited
+                return json.loads(path.read_text())["values"], True
+            start = time.perf_counter()
+            values = measure()
+            record = {"values": values, "key": key, "seconds": time.perf_counter() - start, "pid": os.getpid()}
+            tmp = folder / f".{name}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(record, indent=1, default=str))
+            os.replace(tmp, path)  # atomic: a reader sees the whole file or none
+            return values, False
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

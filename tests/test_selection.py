@@ -1,0 +1,123 @@
+"""Nothing that selects reads the test split: permuting the test labels changes the reported test
+accuracies and nothing else (the per-epoch metric, the final validation metrics, the searcher's
+suggestions, ASHA's stops, the best trial and point)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from analysis.report import Trial, summarise
+from search.summary import TrialRow, best
+from tests.conftest import run_search, tiny_train_config
+from trainers.data import load_data
+from trainers.train import Trainer
+
+
+def test_trainer_metrics_that_select_ignore_the_test_labels():
+    cfg = tiny_train_config(epochs=1)
+    data = load_data(cfg.dataset)
+    shuffled = replace(data, test_y=data.test_y[torch.randperm(len(data.test_y), generator=torch.Generator().manual_seed(3))])
+    results = []
+    for bundle in (data, shuffled):
+        trainer = Trainer(cfg, bundle)
+        trainer.train_epoch()
+        results.append({"monitor": trainer.monitor_knn(), **trainer.evaluate()})
+    a, b = results
+    assert {k: a[k] for k in ("monitor", "val_knn_acc", "val_linear_acc")} == \
+        {k: b[k] for k in ("monitor", "val_knn_acc", "val_linear_acc")}
+    assert (a["knn_acc"], a["linear_acc"]) != (b["knn_acc"], b["linear_acc"])  # the permutation did bite
+
+
+def test_best_trial_and_point_are_chosen_on_validation():
+    rows = [TrialRow("a", {"s": 0.1}, 2, 0.5, 0.90, 0.70, 1.0, "completed"),
+            TrialRow("b", {"s": 0.9}, 2, 0.5, 0.80, 0.95, 2.0, "completed")]
+    assert best(rows).trial_id == "a"  # highest validation, though its test accuracy is the lower
+    tied = [TrialRow("x", {"s": 0.3}, 2, 0.5, 0.80, 0.70, 1.0, "completed"),
+            TrialRow("y", {"s": 0.6}, 2, 0.5, 0.80, 0.90, 1.0, "completed")]
+    assert best(tied).trial_id == best(tied[::-1]).trial_id == "x"  # a tie never falls to order or to test
+
+    def trial(point: str, val: float, test: float) -> Trial:
+        return Trial(f"{point}{val}", point, "FINISHED", {"views.strength": point, "trainer.seed": str(val)},
+                     {"val_linear_acc": val, "linear_acc": test, "mi_nats": float(point)}, point=point)
+
+    trials = [trial("1", 0.90, 0.60), trial("1", 0.88, 0.62), trial("2", 0.80, 0.99), trial("2", 0.82, 0.97),
+              trial("3", 0.70, 0.80), trial("3", 0.71, 0.81)]
+    summary = summarise(trials)
+    assert summary["best_point"]["point"] == "1" and summary["best_trial"]["val_linear_acc"] == 0.90
+
+
+# ----------------------------------------------------------------------------- a whole search
+
+
+def image_folder(root: Path, permute_test: bool) -> Path:
+    """Three classes of 8 px images (a bright stripe at the class's row); the test split's images
+    are the same in both variants, only their class folders (labels) are permuted in one."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+
+    def image(cls: int) -> np.ndarray:  # faint enough that strengths differ, so ASHA has something to stop
+        x = rng.integers(0, 120, (8, 8, 3))
+        x[2 * cls : 2 * cls + 2] += 50
+        return x.astype(np.uint8)
+
+    for split, n in (("train", 150), ("test", 30)):
+        labels = np.repeat(np.arange(3), n // 3)
+        images = [image(c) for c in labels]
+        if split == "test" and permute_test:
+            labels = np.random.default_rng(1).permutation(labels)
+        for i, (img, c) in enumerate(zip(images, labels)):
+            folder = root / split / f"c{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(folder / f"{split}{i:03d}.png")
+    return root
+
+
+SEARCH = """\
+experiment: pick
+dataset: {{name: image_folder, root: {root}, image_size: 8}}
+model: {{width: 8, proj_dim: 8, proj_hidden: 16}}
+views: {{strength: {{uniform: [0.1, 1.0]}}}}
+trainer: {{epochs: 3, batch_size: 16, max_steps: 2, threads: 1}}
+evaluation: {{knn_k: 5, linear_epochs: 2, monitor_train: 60, monitor_val: 20}}
+mi: {{steps: 3, batch_size: 16, pairs: 64}}
+search: {{algorithm: optuna, num_samples: 5, scheduler: asha, grace_period: 1, reduction_factor: 2, max_concurrent: 1, seed: 3}}
+"""
+
+
+def choices(cwd: Path) -> tuple[list, list, str]:
+    """(trials' sampled strengths in order, their outcomes, the best trial line's params)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{cwd / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("pick")
+    runs = [r for r in client.search_runs([exp.experiment_id]) if "mlflow.parentRunId" in r.data.tags]
+    runs.sort(key=lambda r: r.info.start_time)  # one trial at a time: the order the searcher suggested them
+    return ([round(float(r.data.params["views.strength"]), 6) for r in runs],
+            [r.data.tags["ray.status"] for r in runs], [r.data.metrics.get("linear_acc") for r in runs])
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_permuted_test_labels_leave_every_choice_of_a_search_unchanged(tmp_path):
+    outs = {}
+    for variant in ("plain", "permuted"):
+        cwd = tmp_path / variant
+        root = image_folder(cwd / "imgs", permute_test=variant == "permuted")
+        spec = cwd / "pick.yaml"
+        spec.write_text(SEARCH.format(root=root))
+        proc = run_search(cwd, spec)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        best_line = re.search(r"best trial \(by validation accuracy\): \w+\s+(.*?)\s+val_linear_acc", proc.stdout)
+        outs[variant] = (*choices(cwd), best_line.group(1))
+    (s1, o1, t1, b1), (s2, o2, t2, b2) = outs["plain"], outs["permuted"]
+    assert s1 == s2  # the searcher suggested the same points
+    assert o1 == o2 and "stopped_early" in o1  # ASHA stopped the same trials
+    assert b1 == b2  # and the best trial is the same one
+    assert t1 != t2  # while the test accuracies it reports did change
