@@ -70,3 +70,10 @@ def read_state(root: Path, experiment: str) -> dict | None:
         return json.loads(state_file(root, experiment).read_text())
     except (OSError, ValueError):
         return None
+
+
+def write_state(path: Path, state: dict) -> None:
+    """Replace ``search.json`` atomically: a driver killed mid-write leaves the old one whole."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2))
+    os.replace(tmp, path)

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
-from analysis.store import EPOCH_METRICS, FINAL_METRICS, ONCE_METRICS, TAG_POINT, TAG_POINT_NAME
+from analysis.store import EPOCH_METRICS, FINAL_METRICS, ONCE_METRICS, TAG_POINT, TAG_POINT_NAME, write_state
 from search import interrupt
 from search.replicates import point_id, point_values
 from search.spec import Spec
@@ -139,9 +138,7 @@ class MlflowTrials(Callback):
         state = json.loads(self.state_file.read_text())
         finished = set(state.get("finished_trials", [])) | {trial_id}
         state["finished_trials"] = sorted(finished)
-        tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, self.state_file)
+        write_state(self.state_file, state)
 
     def _progress(self, trials: list) -> None:
         ended = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")} | self._closed

@@ -33,6 +33,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from analysis.store import read_state, write_state
 from search import interrupt
 from search.cluster import Unreachable, check_reachable, prepare_auth, target_address
 from search.lock import ExperimentBusy, ExperimentLock
@@ -122,15 +123,8 @@ def restorable(paths: Paths) -> bool:
     return paths.ray_experiment.is_dir() and Tuner.can_restore(str(paths.ray_experiment))
 
 
-def read_state(paths: Paths) -> dict | None:
-    try:
-        return json.loads(paths.state_file.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) -> Plan:
-    state = read_state(paths)
+    state = read_state(paths.root, paths.experiment)
     if fresh:
         return Plan("fresh", state)
     if state and restorable(paths):
@@ -294,7 +288,7 @@ def new_parent(spec: Spec, paths: Paths, tracker, experiment_id: str, tags: dict
         "fingerprint": spec.fingerprint(), "spec_file": spec.file, "overrides": list(spec.overrides),
         "finished_trials": [],
     }
-    paths.state_file.write_text(json.dumps(state, indent=2))
+    write_state(paths.state_file, state)
     return parent
 
 
@@ -423,15 +417,16 @@ def landing_link(spec: Spec, store: Store, experiment_id: str) -> str:
     MLflow saved view where this MLflow supports it, else a plain sorted link."""
     from mlflow.tracking import MlflowClient
 
-    from analysis.store import TAG_POINT_NAME
+    from analysis.store import REPORT_METRIC, SELECT_METRIC, TAG_POINT_NAME
     from search import landing
+    from search.replicates import SEED_KEY
 
-    searched = list(spec.domains) + (["trainer.seed"] if spec.search.repeats > 1 else [])
-    metrics = ["val_linear_acc", "linear_acc", "val_knn_acc", "knn_acc", "mi_nats"]
+    searched = list(spec.domains) + ([SEED_KEY] if spec.search.repeats > 1 else [])
+    metrics = [SELECT_METRIC, REPORT_METRIC, "val_knn_acc", "knn_acc", "mi_nats"]
     base = store.runs_url(experiment_id).split("/#/")[0]
-    key = landing.write_landing_view(MlflowClient(store.uri), experiment_id, searched, metrics, "val_linear_acc",
+    key = landing.write_landing_view(MlflowClient(store.uri), experiment_id, searched, metrics, SELECT_METRIC,
                                      group_by_tag=TAG_POINT_NAME, aggregate="average")
-    return landing.landing_url(base, experiment_id, key, "val_linear_acc")
+    return landing.landing_url(base, experiment_id, key, SELECT_METRIC)
 
 
 if __name__ == "__main__":

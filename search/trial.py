@@ -11,10 +11,11 @@ trial and to resume it: ``checkpoint.pt`` (the trainer's full state), ``extra.js
 measured once, so a resume does not measure them again), ``config.yaml`` and ``views.png``. The
 trial never writes to MLflow: see ``search/tracking.py`` for why the driver is the one writer.
 
-The view MI is measured before training, not after: it is a property of the views alone (the
-trained model plays no part), so measuring it first gives every trial an MI value, including
-trials ASHA stops early, which the InfoMin analysis needs. It is measured once per view
-configuration and shared through a file cache (``search/micache.py``).
+The view MI is measured before training: it is a property of the views alone (the trained
+model plays no part), so measuring it first gives trials that ASHA stops early an MI value too.
+It is measured once per view configuration and shared through a file cache
+(``search/micache.py``); a replicate that finds another one measuring it trains first and reads
+the cached value before its final evaluation.
 """
 
 from __future__ import annotations
