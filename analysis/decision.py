@@ -55,7 +55,6 @@ resamples come from a fixed seed.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +73,9 @@ class Rule:
 
     min_effect: float = 0.01
     alpha: float = 0.05
+
+
+DEFAULT_RULE = Rule()
 
 
 @dataclass(frozen=True)

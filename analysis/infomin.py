@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from analysis.decision import Rule, decide, effect_reasons, resample_indices, stability
+from analysis.decision import DEFAULT_RULE, Rule, decide, effect_reasons, resample_indices, stability
 
 
 def _clean(
@@ -202,7 +202,7 @@ def _resolution_reason(y: np.ndarray, g: np.ndarray) -> str:
 
 def analyse(
     mi: Sequence[float], acc: Sequence[float], *, groups: Sequence[str] | None = None,
-    select: Sequence[float] | None = None, rule: Rule = Rule(), stability_resamples: int = 200,
+    select: Sequence[float] | None = None, rule: Rule = DEFAULT_RULE, stability_resamples: int = 200,
     n_boot: int = 2000, seed: int = 0, min_trials: int = 4,
 ) -> dict[str, Any]:
     """The data-derived summary.json fields: the verdict of ``analysis.decision`` with its effects,

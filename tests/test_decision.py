@@ -53,7 +53,7 @@ def test_each_shape_keeps_its_verdict_on_other_seeds(name, shape, verdict):
 
 
 def test_pure_noise_never_gets_a_shape_across_seeds():
-    flat = lambda m: 0.78 + 0 * m  # noqa: E731
+    flat = lambda m: 0.78 + 0 * m
     verdicts = [decide(*curve(flat, seed=s), Rule())["verdict"] for s in range(20)]
     assert set(verdicts) == {"inconclusive"}, verdicts
 
@@ -61,7 +61,7 @@ def test_pure_noise_never_gets_a_shape_across_seeds():
 def test_noisier_noise_rarely_gets_a_shape_and_then_an_unstable_one():
     """With seed noise as large as delta, a shape is called at about the tests' alpha; its
     stability share says it would not survive other replicates."""
-    flat = lambda m: 0.78 + 0 * m  # noqa: E731
+    flat = lambda m: 0.78 + 0 * m
     called = []
     for s in range(40):
         mi, acc, groups = curve(flat, reps=3, sd=0.01, seed=s)
@@ -73,8 +73,8 @@ def test_noisier_noise_rarely_gets_a_shape_and_then_an_unstable_one():
 
 
 def test_plateau_needs_the_fall_within_delta_a_larger_fall_is_reverse_u():
-    small = lambda m: 0.80 - 0.045 * np.clip((m - 3.5) / 1.2, 0, 1) - 0.003 * (m < 0.8)  # noqa: E731
-    big = lambda m: 0.80 - 0.045 * np.clip((m - 3.5) / 1.2, 0, 1) - 0.04 * np.clip((1.7 - m) / 1.1, 0, 1)  # noqa: E731
+    small = lambda m: 0.80 - 0.045 * np.clip((m - 3.5) / 1.2, 0, 1) - 0.003 * (m < 0.8)
+    big = lambda m: 0.80 - 0.045 * np.clip((m - 3.5) / 1.2, 0, 1) - 0.04 * np.clip((1.7 - m) / 1.1, 0, 1)
     assert decide(*curve(small), Rule())["verdict"] == "plateau"
     assert decide(*curve(big), Rule())["verdict"] == "reverse_u"
     # the same small fall with a delta below it is no longer shown flat
