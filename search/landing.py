@@ -101,8 +101,9 @@ def view_state(
     """The decoded view: searched params and metrics as columns, sorted by ``sort_metric``.
 
     ``group_by_tag`` groups rows by that run tag (``None``: a flat table); ``aggregate`` is how a
-    group's row summarises its runs ("average", "max", "min"; default: the best, by the sort). ``scatter`` is
-    ``(x_metric, y_metric)`` for a scatter chart in the Chart view (``None``: no chart).
+    group's row summarises its runs ("average", "max", "min"; default: the best, by the sort), and
+    the charts then plot one dot per group. ``scatter`` is ``(x_metric, y_metric)`` for a scatter
+    chart in the Chart view (``None``: no chart).
     ``extra_columns`` are ready-made column keys (see :func:`column`).
     """
     columns = [column("params", p) for p in searched_params] + [column("metrics", m) for m in metrics]
@@ -126,7 +127,8 @@ def view_state(
         "isAccordionReordered": False,
         "groupBy": None,
         "groupsExpanded": {},
-        "useGroupedValuesInCharts": False,  # charts show every trial, not one point per group
+        # with groups, charts show one dot per group (a point: its replicates' mean); without, every trial
+        "useGroupedValuesInCharts": bool(group_by_tag),
         "hideEmptyCharts": True,
         "globalLineChartConfig": {"xAxisKey": "step", "lineSmoothness": 0, "selectedXAxisMetricKey": ""},
     }

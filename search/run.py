@@ -415,16 +415,18 @@ def landing_link(spec: Spec, store: Store, experiment_id: str) -> str:
     MLflow saved view where this MLflow supports it, else a plain sorted link."""
     from mlflow.tracking import MlflowClient
 
-    from analysis.store import REPORT_METRIC, SELECT_METRIC, TAG_POINT_NAME
+    from analysis.store import TAG_POINT_NAME
     from search import landing
     from search.replicates import SEED_KEY
 
+    select, fit = spec.analysis.select_metric(), spec.analysis.fit_metric()
     searched = list(spec.domains) + ([SEED_KEY] if spec.search.repeats > 1 else [])
-    metrics = [SELECT_METRIC, REPORT_METRIC, "val_knn_acc", "knn_acc", "mi_nats"]
+    metrics = list(dict.fromkeys([select, fit, "val_linear_acc", "linear_acc", "val_knn_acc", "knn_acc", "mi_nats",
+                                  "label_mi_nats"]))
     base = store.runs_url(experiment_id).split("/#/")[0]
-    key = landing.write_landing_view(MlflowClient(store.uri), experiment_id, searched, metrics, SELECT_METRIC,
-                                     group_by_tag=TAG_POINT_NAME, aggregate="average")
-    return landing.landing_url(base, experiment_id, key, SELECT_METRIC)
+    key = landing.write_landing_view(MlflowClient(store.uri), experiment_id, searched, metrics, select,
+                                     group_by_tag=TAG_POINT_NAME, aggregate="average", scatter=("mi_nats", fit))
+    return landing.landing_url(base, experiment_id, key, select)
 
 
 if __name__ == "__main__":

@@ -37,9 +37,11 @@ def test_state_names_params_metrics_and_sort():
         {"key": "linear_acc", "type": "METRIC"},
     )
     assert chart["metricSectionId"] in {s["uuid"] for s in state["compareRunSections"]}
+    assert state["useGroupedValuesInCharts"] is True  # grouped rows chart as one dot per group (a point's mean)
     # a flat, ascending view without a chart
     flat = landing.view_state(["lr"], ["loss"], "loss", descending=False, group_by_tag=None, scatter=None)
     assert flat["orderByAsc"] is True and flat["groupBy"] is None and "compareRunCharts" not in flat
+    assert flat["useGroupedValuesInCharts"] is False
 
 
 def test_encode_decode_roundtrip():
