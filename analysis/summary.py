@@ -67,14 +67,16 @@ def summarise(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> dict:
     fit_metric, select = settings.fit_metric(), settings.select_metric()
     scored = [t for t in trials if t.scored]
     used = [t for t in scored if t.usable]
+    names = {t.point: t.point_name for t in trials}
+    readable = len(set(names.values())) == len(names)  # the reasons name points by name when names are unique
     stats = analyse([t.metrics["mi_nats"] for t in used], [t.metrics[fit_metric] for t in used],
-                    groups=[t.point for t in used], select=[t.metrics[select] for t in used],
+                    groups=[t.point_name if readable else t.point for t in used],
+                    select=[t.metrics[select] for t in used],
                     rule=Rule(settings.min_effect, settings.alpha),
                     stability_resamples=settings.stability_resamples)
     if scored and not used:
         stats["reasons"] = [("inconclusive: the view MI was not measured (mi.enabled: false), so there is no "
                              "InfoMin fit")]
-    names = {t.point: t.point_name for t in trials}
     for key in ("rise", "fall", "end_to_end"):
         if stats.get(key):
             stats[key] = {**stats[key], "from": names.get(stats[key]["from"], stats[key]["from"]),
