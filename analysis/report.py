@@ -33,7 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from analysis.figures import fetch_view_grids, plot_knobs, plot_mi_vs_accuracy
-from analysis.render import best_point_text, headline, point_table, summary_lines, write_html, write_markdown
+from analysis.render import (
+    best_point_text,
+    effect_text,
+    fmt,
+    headline,
+    point_table,
+    summary_lines,
+    write_html,
+    write_markdown,
+)
 from analysis.settings import AnalysisConfig
 from analysis.store import (
     DEFAULT_ROOT,
@@ -87,10 +96,20 @@ def front_page(client: Any, parent_id: str, summary: dict) -> None:
 
 
 def experiment_note(summary: dict, link: str | None) -> str:
-    """The experiment's description: what a user sees above the runs table without a click."""
-    lines = [f"**InfoMin verdict: {headline(summary)}**", "",
-             (f"**Best point** (highest mean {summary['select_metric']} of its replicates): "
-              f"{best_point_text(summary)}."), ""]
+    """The experiment's description: what a user sees above the runs table without a click (the
+    UI shows its first two lines folded, so they carry the verdict, its stability, the best point,
+    the rise, the fall and delta)."""
+    stable, best = summary.get("stability"), summary.get("best_point")
+    share = f" ({stable['share']:.0%} of seed resamples agree)" if stable else ""
+    first = [f"**InfoMin verdict: {summary['verdict']}**{share}"]
+    if best:
+        sel = summary["select_metric"]
+        first.append(f"best point **{best['name']}** ({sel} {fmt(best.get(f'{sel}_mean'), 4)})")
+    first += [f"rise {effect_text(summary.get('rise'))}", f"fall {effect_text(summary.get('fall'))}",
+              f"δ = {summary.get('min_effect', 0.01):g}"]
+    lines = [" · ".join(first), "", f"Verdict: {headline(summary)}.", "",
+             f"**Best point** (highest mean {summary['select_metric']} of its replicates): {best_point_text(summary)}.",
+             ""]
     if summary["reasons"]:
         lines += [summary["reasons"][0], ""]
     if link:
