@@ -39,7 +39,8 @@ def plot_mi_vs_accuracy(trials: list[Trial], summary: dict, path: Path) -> Path 
     fig, ax = plt.subplots(figsize=(7.4, 4.8), dpi=110)
     mi = np.array([t.metrics["mi_nats"] for t in used])
     acc = np.array([t.metrics[metric] for t in used])
-    rows = [r for r in summary["points"] if r["mi_nats"] is not None and r.get(f"{metric}_mean") is not None]
+    rows = sorted((r for r in summary["points"] if r["mi_nats"] is not None and r.get(f"{metric}_mean") is not None),
+                  key=lambda r: r["mi_nats"])  # the line joins the points in MI order
     replicated = any(r["n"] > 1 for r in rows)
     ax.scatter(mi, acc, color="tab:blue", alpha=0.3 if replicated else 1.0, s=12 if replicated else 30,
                zorder=3, label="trials")
