@@ -279,7 +279,8 @@ def open_parent(spec: Spec, paths: Paths, plan: Plan, tracker, experiment_id: st
 def new_parent(spec: Spec, paths: Paths, tracker, experiment_id: str, tags: dict) -> str:
     """Create the parent run and record it in ``search.json``, where the Tune callback finds it."""
     search_id = uuid.uuid4().hex[:12]
-    params = flatten({"search": spec.search.model_dump(), "resources": spec.resources.model_dump()})
+    params = flatten({"search": spec.search.model_dump(), "resources": spec.resources.model_dump(),
+                      "analysis": spec.analysis.model_dump()})  # the report reads analysis.* back from here
     parent = tracker.start_parent(experiment_id, search_id, f"search {search_id}", spec.to_yaml(), tags, params)
     paths.experiment_dir.mkdir(parents=True, exist_ok=True)
     state = {

@@ -3,7 +3,8 @@
 A spec file is one experiment. Its training sections (dataset, model, method, views, negatives,
 trainer, evaluation, mi) are validated by ``trainers.config.validate_train`` -- the only place
 that knows the knobs' ranges -- and this module adds the sections only a search has:
-``experiment``, ``search``, ``resources``, ``tracking`` and ``output``, plus the cross-checks
+``experiment``, ``search``, ``resources``, ``tracking``, ``output`` and ``analysis`` (the InfoMin
+analysis's probe and decision thresholds, ``analysis/settings.py``), plus the cross-checks
 between a search algorithm and the domains it has to sample.
 
 Every failure is a ``SpecError`` naming the file and the dotted key, raised before anything is
@@ -23,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from analysis.settings import AnalysisConfig
 from analysis.store import EXPERIMENT_NAME_RULE, valid_experiment
 from trainers.config import TRAIN_SECTIONS, TrainConfig, _Section, error_key, training_sections, validate_train
 from trainers.domains import domain_values, find_domains, is_domain, resolve, set_path, walk
@@ -98,6 +100,7 @@ class _SearchSections(_Section):
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
     output: OutputConfig = OutputConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
 
     @field_validator("experiment")
     @classmethod
@@ -126,6 +129,7 @@ class Spec:
     tracking: TrackingConfig
     output: OutputConfig
     raw: dict
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
     file: str | None = None
     overrides: tuple[str, ...] = field(default=())
 
@@ -198,6 +202,7 @@ def validate_spec(raw: Any) -> Spec:
         tracking=sections.tracking,
         output=sections.output,
         raw=copy.deepcopy(raw),
+        analysis=sections.analysis,
     )
 
 

@@ -62,6 +62,25 @@ def test_fingerprint_tracks_the_spec(tiny_spec):
     assert load_spec(tiny_spec, ["search.num_samples=5"]).fingerprint() != a.fingerprint()
 
 
+def test_analysis_section_defaults_and_round_trip_through_parent_params():
+    """Old specs keep their meaning (the linear probe); the parent run's params give the section back."""
+    from analysis.settings import from_params
+
+    default = validate_spec({"experiment": "x"}).analysis
+    assert (default.probe, default.min_effect, default.alpha) == ("linear", 0.01, 0.05)
+    assert (default.fit_metric(), default.select_metric()) == ("linear_acc", "val_linear_acc")
+    spec = validate_spec({"experiment": "x", "analysis": {"probe": "knn", "min_effect": 0.02,
+                                                          "stability_resamples": 50}})
+    assert (spec.analysis.fit_metric(), spec.analysis.select_metric()) == ("knn_acc", "val_knn_acc")
+    assert from_params(spec.analysis.as_params()) == spec.analysis
+    assert from_params({}) == default  # a search from before the section: the defaults
+    assert validate_spec({"experiment": "x", "analysis": {"min_effect": 0.02}}).fingerprint() != \
+        validate_spec({"experiment": "x"}).fingerprint()  # a threshold is part of the search, not tuned later
+    with pytest.raises(SpecError) as err:
+        from_params({"analysis.min_effect": "2"})
+    assert err.value.key == "analysis.min_effect"
+
+
 def test_experiment_names():
     for ok in ("a", "aug.v2", "A_b-3"):
         assert validate_spec({"experiment": ok}).experiment == ok
@@ -116,6 +135,9 @@ BAD = [
     ("mode-against-metric", spec_with(search={"metric": "val_knn_acc", "mode": "min"}), [], "search.mode"),
     ("test-split-metric", spec_with(search={"metric": "knn_acc"}), [], "val_knn_acc"),
     ("repeats-with-random", spec_with(search={"algorithm": "random", "repeats": 2}), [], "search.repeats"),
+    ("analysis-unknown-probe", spec_with(analysis={"probe": "svm"}), [], "analysis.probe"),
+    ("analysis-effect-zero", spec_with(analysis={"min_effect": 0}), [], "analysis.min_effect"),
+    ("set-analysis-alpha", TINY_SPEC, ["analysis.alpha=0.7"], "analysis.alpha"),
     ("set-missing-key", TINY_SPEC, ["trainer.epochz=1"], "trainer.epochz"),
     ("set-bad-value", TINY_SPEC, ["trainer.epochs=0"], "trainer.epochs"),
     ("set-no-equals", TINY_SPEC, ["trainer.epochs"], "trainer.epochs"),
