@@ -43,6 +43,21 @@ def mi_key(cfg: TrainConfig) -> dict[str, Any]:
     }
 
 
+def floor_key(cfg: TrainConfig) -> dict[str, Any]:
+    """What the untrained encoder's probes depend on: the data, the architecture, its seed, the
+    probes, and how the pair source presents a whole image (not the view strength or the MI)."""
+    v = cfg.views
+    return {
+        "floor": MI_PROTOCOL_VERSION,
+        "dataset": cfg.dataset.model_dump(),
+        "model": cfg.model.model_dump(),
+        "seed": cfg.trainer.seed,
+        "channels_last": cfg.trainer.channels_last,
+        "evaluation": cfg.evaluation.model_dump(exclude={"knn_every_epoch", "monitor_train", "monitor_val"}),
+        "eval_view": {"pairs": v.source(cfg.dataset.name), "color_space": v.color_space},
+    }
+
+
 def key_name(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

@@ -90,19 +90,26 @@ def measure_task_information(trainer: Any, cfg: TrainConfig) -> dict[str, float]
     return {"label_mi_nats": est.nats, "label_entropy_nats": est.entropy_nats}
 
 
-def measure_floor(trainer: Any) -> dict[str, float]:
+def measure_floor(trainer: Any, cfg: TrainConfig, cache: Path | None = None) -> dict[str, float]:
     """The untrained encoder's probes (``init_*``): the floor every accuracy is a gain over.
 
-    Measured before the first step, in a forked RNG so the training that follows is the one it
-    would have been; stored in the trial's ``extra.json``, so a resume does not measure it again.
+    A fresh encoder from the trial's seed (``Trainer.untrained_encoder``), probed with the
+    trial's own protocol before the first step; the trainer's RNG is untouched. Once per
+    (data, architecture, seed, probes) through the MI cache, so the points of a search that share
+    a seed share it, and in the trial's ``extra.json``, so a resume does not ask again.
     """
-    import torch
-
-    with torch.random.fork_rng(devices=[trainer.device] if trainer.device.type == "cuda" else []):
-        probes = trainer.evaluate()
     from analysis.store import FLOOR_METRICS
 
-    return {f"init_{k}": float(v) for k, v in probes.items() if f"init_{k}" in FLOOR_METRICS}
+    def measure() -> dict[str, float]:
+        probes = trainer.evaluate(trainer.untrained_encoder())
+        return {f"init_{k}": float(v) for k, v in probes.items() if f"init_{k}" in FLOOR_METRICS}
+
+    if cache is None:
+        return measure()
+    from search.micache import cached_mi, floor_key
+
+    got = cached_mi(cache, floor_key(cfg), measure)
+    return got[0] if got is not None else {}
 
 
 def write_trial_files(trainer: Any, cfg: TrainConfig, folder: Path, caption: str = "") -> None:
@@ -170,7 +177,7 @@ def run_trial(
     extra = _restore(trainer, restore or [])
     start = trainer.epoch  # reported as ``start_epoch``: shows whether a trial was resumed, and from where
     if not extra:  # if another replicate is measuring these views' MI right now, train first
-        floor = measure_floor(trainer) if trainer.epoch == 0 else {}
+        floor = measure_floor(trainer, cfg, mi_cache)
         extra = {**floor, **measure_views(trainer, cfg, mi_cache, wait=False), **trainer.data.sizes()}
     staging = Path(tempfile.mkdtemp(prefix="trial-files-"))
     try:
