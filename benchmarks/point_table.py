@@ -20,20 +20,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.noise import pooled_sd
-from analysis.store import TAG_ROLE, default_tracking_uri
+from analysis.store import DEFAULT_ROOT, TAG_PARENT, default_tracking_uri, read_state
 
 PROBES = ("knn_acc", "linear_acc")
 SHOWN = ("mi_nats", "label_mi_nats", "label_entropy_nats", "init_knn_acc", "init_linear_acc")
 
 
-def load(experiment: str, uri: str, knob: str) -> dict[float, list[dict]]:
+def load(experiment: str, uri: str, knob: str, root: Path) -> dict[float, list[dict]]:
+    """The finished trials of the experiment's current search (``search.json``'s parent run)."""
     from mlflow.tracking import MlflowClient
 
+    state = read_state(root, experiment)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise SystemExit(f"error: --experiment: no experiment {experiment!r} in {uri}")
-    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_ROLE}` = 'trial'", max_results=5000)
+    if exp is None or not state:
+        raise SystemExit(f"error: --experiment: no search {experiment!r} in {uri} / {root}")
+    parent = state["parent_run_id"]
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_PARENT}` = '{parent}'", max_results=5000)
     groups: dict[float, list[dict]] = {}
     for r in runs:
         m = r.data.metrics
@@ -47,9 +50,11 @@ def main() -> None:
     parser.add_argument("--experiment", required=True)
     parser.add_argument("--knob", default="views.strength")
     parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--runs-dir", default=str(DEFAULT_ROOT))
     parser.add_argument("--out")
     args = parser.parse_args()
-    groups = load(args.experiment, args.tracking_uri or default_tracking_uri(), args.knob)
+    groups = load(args.experiment, args.tracking_uri or default_tracking_uri(Path(args.runs_dir)), args.knob,
+                  Path(args.runs_dir))
     rows = []
     print(f"| {args.knob} | n | view MI | I(v;y) (share of H(y)) | kNN test | linear test | floor kNN | floor linear |")
     print("|---|---|---|---|---|---|---|---|")
