@@ -46,6 +46,17 @@ SELECT_METRIC = "val_linear_acc"  # the best trial / point: validation, never te
 REPORT_METRIC = "linear_acc"  # what the InfoMin fit reads: the test split, which selects nothing
 
 
+UI_HOST, UI_PORT = "127.0.0.1", 5000  # where the printed ``mlflow ui`` command serves a local store
+
+
+def ui_base(tracking_uri: str, host: str = UI_HOST, port: int = UI_PORT) -> str:
+    """The MLflow UI's address for a store: a tracking server serves its own UI; a local store
+    (SQLite, a folder) is served by ``mlflow ui`` on ``host:port``."""
+    if tracking_uri.startswith(("http://", "https://")):
+        return tracking_uri.rstrip("/")
+    return f"http://{host}:{port}"
+
+
 def shown(value: float) -> float:
     """A metric as logged to MLflow: 6 significant digits, so the UI's cells read 0.7817, not the
     float32 artefact 0.78170001506... (every accuracy here is a count over at most 10^5 images)."""

@@ -378,26 +378,22 @@ def _banner(spec: Spec, paths: Paths, plan: Plan, info, tracking_uri: str) -> st
 
 
 def print_summary(results, spec: Spec, paths: Paths, store, experiment_id: str, parent: str) -> None:
-    from search.summary import best, fmt, rows, table
+    from search.summary import rows, table
 
-    trial_rows = rows(results)
-    print("\n" + table(trial_rows))
-    top = best(trial_rows)
-    if top is not None:
-        params = ", ".join(f"{k}={fmt(v)}" for k, v in top.params.items()) or "(spec defaults)"
-        print(f"\nbest trial (by validation accuracy): {top.trial_id}  {params}  val_linear_acc "
-              f"{top.val_linear_acc:.4f}  (test linear_acc {top.linear_acc:.4f})  mi_nats {top.mi_nats:.3f}")
+    print("\n" + table(rows(results)))  # the best point and the verdict follow, from the report
     print(f"\nRay results:   {paths.ray_experiment}")
     print(f"MLflow parent run: {parent} (experiment {experiment_id})")
 
 
 def build_report(spec: Spec, paths: Paths, store: Store, experiment_id: str) -> int:
     """The InfoMin report, the parent run's front page, and the MLflow link that opens on the comparison."""
-    from analysis.report import ReportError
+    from analysis.report import ReportError, report_link
     from analysis.report import build_report as build
+    from search.summary import verdict_block
 
+    base = store.runs_url(experiment_id).split("/#/")[0]
     try:
-        path = build(spec.experiment, store.uri, runs_dir=paths.root)
+        path = build(spec.experiment, store.uri, runs_dir=paths.root, settings=spec.analysis, ui_url=base)
     except ReportError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_RUNTIME
@@ -406,9 +402,10 @@ def build_report(spec: Spec, paths: Paths, store: Store, experiment_id: str) -> 
               f"{spec.experiment} --tracking-uri {store.uri}", file=sys.stderr)
         return EXIT_RUNTIME
     summary = json.loads((path / "summary.json").read_text())
-    print(f"\nInfoMin verdict: {summary['verdict']}  (report: {path / 'report.md'})")
+    print("\n" + verdict_block(summary, str(path / "report.md")))
     print(f"Compare the trials in the MLflow UI:\n  {store.ui_command()}\n  then open "
-          f"{landing_link(spec, store, experiment_id)}")
+          f"{landing_link(spec, store, experiment_id)}\n  the report there: "
+          f"{report_link(base, experiment_id, summary['parent_run_id'])}")
     return EXIT_OK
 
 

@@ -1,12 +1,14 @@
-"""The end-of-search printout: one row per trial, the best trial, and where to look next.
+"""The end-of-search printout: one row per trial, then the report's answer (``verdict_block``):
+the best point with its replicates, the verdict with its stability, rise, fall and delta.
 
-Rows are built from plain dicts (``TrialRow``) so the table can be tested without Ray; ``rows``
-is the only function that knows Ray's ``ResultGrid``.
+One notion of "best" everywhere: the best *point* of the report's ``summary.json`` (highest mean
+validation accuracy of the analysis probe over its replicates), the same the parent run and the
+experiment's description in MLflow show. Rows are built from plain dicts (``TrialRow``) so the
+table can be tested without Ray; ``rows`` is the only function that knows Ray's ``ResultGrid``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -81,21 +83,17 @@ def table(trial_rows: list[TrialRow]) -> str:
     return "\n".join([line(head), line(["-" * w for w in widths]), *map(line, body)])
 
 
-def best(trial_rows: list[TrialRow]) -> TrialRow | None:
-    """Highest validation linear-probe accuracy among trials that trained to the end.
+def verdict_block(summary: dict, report_md: str) -> str:
+    """The best point first, then its replicates, then the verdict line (from ``summary.json``)."""
+    from analysis.render import best_point_text, headline
 
-    Selection reads the validation split only (the test split is reported beside it); a search
-    where no trial completed falls back to the highest per-epoch validation kNN accuracy.
-    """
-    # Ties (a small validation split has coarse accuracies) go to the final validation kNN, then
-    # to the searched values, never to the trial order: Ray's trial ids are random per run.
-    ordered = sorted(trial_rows, key=lambda r: json.dumps(r.params, sort_keys=True, default=str))
-    done = [r for r in ordered if r.status == "completed" and not math.isnan(r.val_linear_acc)]
-    if done:
-        return max(done, key=lambda r: (r.val_linear_acc, _or_low(r.val_knn_acc)))
-    seen = [r for r in ordered if not math.isnan(r.val_knn_acc)]
-    return max(seen, key=lambda r: r.val_knn_acc) if seen else None
-
-
-def _or_low(value: float) -> float:
-    return -math.inf if math.isnan(value) else value
+    sel, fit = summary["select_metric"], summary["fit_metric"]
+    lines = [f"best point (highest mean {sel} of its replicates): {best_point_text(summary)}"]
+    best = summary.get("best_point") or {}
+    for rep in best.get("replicates", []):
+        lines.append(f"  seed {rep.get('seed')}: {sel} {fmt(rep.get(sel))}  test {fit} {fmt(rep.get(fit))}  "
+                     f"(run {rep['run_id'][:8]})")
+    lines.append(f"InfoMin verdict: {headline(summary)}")
+    lines += [f"  {summary['reasons'][0]}"] if summary.get("reasons") else []
+    lines.append(f"  report: {report_md}")
+    return "\n".join(lines)

@@ -22,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.store import TAG_PARENT, TAG_ROLE, TAG_SEARCH_ID, TAG_TRIAL_ID, shown, sqlite_uri
+from analysis.store import TAG_PARENT, TAG_ROLE, TAG_SEARCH_ID, TAG_TRIAL_ID, UI_HOST, UI_PORT, shown, sqlite_uri
 from search.paths import Paths
 from search.spec import Spec
 
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
-UI_HOST, UI_PORT = "127.0.0.1", 5000
 
 
 @dataclass(frozen=True)

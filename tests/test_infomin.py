@@ -1,4 +1,5 @@
-"""InfoMin statistics: planted shapes give their verdicts, noise does not, fits match numpy."""
+"""InfoMin's descriptive statistics: fits match numpy, degenerate inputs never crash, the output is
+strict JSON. The verdict rule itself is tested in test_decision.py."""
 
 import json
 import math
@@ -14,7 +15,6 @@ from analysis.infomin import (
     f_test_quadratic_vs_linear,
     fit_quadratic,
     peak_ci,
-    two_lines,
 )
 
 N_BOOT = 500  # enough for a stable 95% CI in these tests, and fast
@@ -30,56 +30,12 @@ def reverse_u(mi):
     return 0.80 - 0.03 * (mi - 2.5) ** 2
 
 
-def test_planted_reverse_u():
-    mi, acc = table(reverse_u)
-    out = analyse(mi, acc, n_boot=N_BOOT)
-    assert out["verdict"] == "reverse_u", out["reasons"]
-    assert out["reasons"][0] == "reverse_u: all 5 reverse-U conditions hold"
-    assert out["quadratic"]["a"] < 0 and out["quadratic"]["peak_in_range"]
-    assert out["quadratic"]["peak_mi"] == pytest.approx(2.5, abs=0.15)
-    lo, hi = out["peak_ci"]
-    assert mi.min() <= lo <= 2.5 <= hi <= mi.max()
-    assert out["quadratic"]["f_p"] < 0.05
-    assert out["two_lines"]["left"]["p"] < 0.05 and out["two_lines"]["right"]["p"] < 0.05
-    assert out["n_used"] == 20
-
-
-@pytest.mark.parametrize(
-    "shape, verdict",
-    [
-        (lambda m: 0.5 + 0.05 * m, "increasing"),
-        (lambda m: 0.9 - 0.3 * np.exp(-m), "increasing"),  # diminishing returns: concave, no peak inside
-        (lambda m: 0.8 - 0.04 * m, "decreasing"),
-    ],
-)
-def test_planted_monotone_trends(shape, verdict):
-    mi, acc = table(shape)
-    out = analyse(mi, acc, n_boot=N_BOOT)
-    assert out["verdict"] == verdict, out["reasons"]
-    assert (out["spearman_mi_acc"]["rho"] > 0) == (verdict == "increasing")
-    assert out["spearman_mi_acc"]["p"] < 0.05
-
-
-def test_reverse_u_with_peak_at_the_edge_is_not_reverse_u():
-    mi, acc = table(lambda m: 0.8 - 0.03 * (m - 4.3) ** 2, noise=0.01)
-    out = analyse(mi, acc, n_boot=N_BOOT)
-    assert out["verdict"] == "increasing", out["reasons"]
-
-
-def test_pure_noise_is_inconclusive_across_seeds():
-    verdicts = [
-        analyse(*table(lambda m: 0.7 + 0 * m, n=12, noise=0.02, seed=s), n_boot=300)["verdict"] for s in range(20)
-    ]
-    assert verdicts.count("reverse_u") == 0, verdicts
-    assert verdicts.count("inconclusive") >= 17, verdicts  # Spearman alone fires ~5% of the time
-    assert verdicts[0] == "inconclusive"
-
-
 @pytest.mark.parametrize("n", [0, 1, 3])
 def test_too_few_trials(n):
     out = analyse([1.0, 2.0, 3.0][:n], [0.5, 0.6, 0.55][:n])
     assert out["verdict"] == "inconclusive"
-    assert out["reasons"] == [f"too few trials (n={n}, need 4)"]
+    assert out["reasons"] == [f"inconclusive: too few trials (n={n}, need 4)"]
+    assert out["rise"] is None and out["fall"] is None and out["stability"] is None
     assert out["quadratic"] is None and out["linear"] is None and out["peak_ci"] is None
     assert out["spearman_mi_acc"] is None and out["pearson_mi_acc"] is None
 
@@ -87,7 +43,7 @@ def test_too_few_trials(n):
 def test_nan_rows_are_dropped_before_counting():
     out = analyse([1.0, 2.0, float("nan"), 3.0, 4.0], [0.5, float("inf"), 0.6, 0.55, 0.6])
     assert out["n_used"] == 3
-    assert out["reasons"][0].startswith("too few trials (n=3")
+    assert out["reasons"][0].startswith("inconclusive: too few trials (n=3")
 
 
 def test_replicated_trials_without_any_mi_are_inconclusive_not_a_crash():
@@ -177,18 +133,15 @@ def test_peak_ci_counts_missing_peaks_as_unbounded():
     assert peak_ci(many_missing)[0] == [None, None]
 
 
-def test_ci_without_enough_peaks_blocks_reverse_u():
-    mi, acc = table(reverse_u, n=6, noise=0.05, seed=2)
-    out = analyse(mi, acc, n_boot=N_BOOT)
-    assert out["verdict"] != "reverse_u" or None not in out["peak_ci"]
-
-
 def test_output_is_strict_json_and_deterministic():
     mi, acc = table(reverse_u, n=8, noise=0.01, seed=1)
-    a, b = analyse(mi, acc, n_boot=100, seed=4), analyse(list(mi), list(acc), n_boot=100, seed=4)
-    assert a == b
+    groups = [str(i % 4) for i in range(8)]
+    mi = np.array([1.0, 2.0, 3.0, 4.0] * 2)
+    a = analyse(mi, acc, groups=groups, n_boot=100, seed=4, stability_resamples=30)
+    assert a == analyse(list(mi), list(acc), groups=groups, n_boot=100, seed=4, stability_resamples=30)
     json.dumps(a, allow_nan=False)
-    assert json.loads(json.dumps(a))["verdict"] in {"reverse_u", "increasing", "decreasing", "inconclusive"}
+    assert json.loads(json.dumps(a))["verdict"] in {"reverse_u", "plateau", "increasing", "decreasing", "inconclusive"}
+    assert a["stability"]["n_resamples"] == 30 and a["rise"]["ci"] is not None
 
 
 def test_only_finished_finite_undiverged_trials_are_used():
@@ -205,25 +158,3 @@ def test_only_finished_finite_undiverged_trials_are_used():
     assert not trial(diverged=1.0).scored
     assert not trial(status="KILLED").usable
     assert not Trial("r", "r", "FINISHED", {}, {"mi_nats": 1.0, "linear_acc": 0.5}).usable  # no validation probe
-
-
-def test_two_lines_slopes_and_one_sided_p():
-    mi, acc = table(reverse_u, n=20, noise=0.01, seed=9)
-    lines = two_lines(mi, acc, 2.5)
-    left, right = stats.linregress(mi[mi <= 2.5], acc[mi <= 2.5]), stats.linregress(mi[mi >= 2.5], acc[mi >= 2.5])
-    assert lines["left"]["slope"] == pytest.approx(left.slope) and left.slope > 0
-    assert lines["left"]["p"] == pytest.approx(left.pvalue / 2)
-    assert lines["right"]["slope"] == pytest.approx(right.slope) and right.slope < 0
-    assert lines["right"]["p"] == pytest.approx(right.pvalue / 2)
-    wrong_way = two_lines(mi, -acc, 2.5)  # a U, not a reverse-U: one-sided p near 1
-    assert wrong_way["left"]["p"] == pytest.approx(1 - left.pvalue / 2)
-
-
-def test_plateau_passes_the_quadratic_checks_but_not_two_lines():
-    """The case the two-lines condition exists for (see the module docstring)."""
-    mi, acc = table(lambda m: 0.9 - 0.3 * np.exp(-m))
-    out = analyse(mi, acc, n_boot=N_BOOT)
-    assert out["quadratic"]["a"] < 0 and out["quadratic"]["peak_in_range"] and out["quadratic"]["f_p"] < 0.05
-    assert out["two_lines"]["right"]["p"] >= 0.05
-    assert out["verdict"] == "increasing"
-    assert out["reasons"][0] == "increasing: reverse-U fails condition(s) 5 of 5; monotone trend significant"

@@ -41,14 +41,16 @@ def test_planted_reverse_u_gets_its_verdict_and_files(tmp_path):
     from analysis.report import build_report
 
     rng = np.random.default_rng(0)
-    mi = np.linspace(0.5, 4.5, 20)
-    acc = 0.85 - 0.02 * (mi - 2.5) ** 2 + rng.normal(0, 0.002, mi.size)
-    uri = make_store(tmp_path, "planted", [(1 - m / 5, m, a) for m, a in zip(mi, acc)])
+    strengths = np.linspace(0.0, 1.0, 8)
+    rows = [(s, 4.5 - 4 * s, 0.85 - 0.02 * (4.5 - 4 * s - 2.5) ** 2 + rng.normal(0, 0.002))
+            for s in strengths for _ in range(3)]
+    uri = make_store(tmp_path, "planted", rows)
     out = build_report("planted", uri, runs_dir=tmp_path / "runs")
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["verdict"] == "reverse_u" and summary["n_trials"] == 20
+    assert summary["verdict"] == "reverse_u" and summary["n_trials"] == 24 and summary["n_points"] == 8
+    assert summary["stability"]["share"] >= 0.9 and summary["min_effect"] == 0.01 and summary["probe"] == "linear"
+    assert summary["rise"]["mean"] > 0.01 and summary["fall"]["mean"] > 0.01 and summary["fall"]["ci"][0] > 0
     assert summary["quadratic"]["peak_mi"] == pytest.approx(2.5, abs=0.2)
-    assert summary["best_trial"]["linear_acc"] == pytest.approx(acc.max())
     for name in ("report.md", "mi_vs_accuracy.png", "knobs.png"):
         assert (out / name).is_file()
     assert "reverse_u" in (out / "report.md").read_text()
@@ -112,5 +114,6 @@ def test_a_search_without_view_mi_still_reports_its_points(tmp_path):
     assert (summary["n_scored"], summary["n_used"], summary["n_points"]) == (6, 0, 2)
     assert summary["best_point"]["params"] == {"views.strength": "0.5"} and summary["best_point"]["mi_nats"] is None
     assert summary["noise_floor"]["replicate_df"] == 4
-    assert summary["reasons"] == ["the view MI was not measured (mi.enabled: false): no InfoMin fit"]
+    assert summary["reasons"] == [("inconclusive: the view MI was not measured (mi.enabled: false), so there is no "
+                                   "InfoMin fit")]
     assert not (out / "mi_vs_accuracy.png").exists() and "mi_vs_accuracy" not in (out / "report.md").read_text()

@@ -22,7 +22,7 @@ import yaml
 
 from search import space
 from search.spec import validate_spec
-from search.summary import TrialRow, best, table
+from search.summary import TrialRow, table, verdict_block
 from search.trial import CHECKPOINT, CONFIG, EXTRA, VIEWS, run_trial
 from tests.conftest import TINY_SPEC, cli_env, free_port, kill_group, run_search, search_cmd
 from trainers.config import trial_config
@@ -194,7 +194,25 @@ def test_table_and_best():
     text = table(rows)
     assert text.splitlines()[0].split() == ["trial", "views.strength", "epochs", "val_knn_acc", "val_linear_acc",
                                             "linear_acc", "mi_nats", "status"]
-    assert "diverged" in text and best(rows).trial_id == "b"
+    assert "diverged" in text
+
+
+def test_verdict_block_names_the_best_point_first_then_its_replicates_then_the_verdict():
+    summary = {
+        "select_metric": "val_linear_acc", "fit_metric": "linear_acc", "probe": "linear", "verdict": "plateau",
+        "stability": {"share": 0.96, "n_resamples": 200}, "min_effect": 0.01, "alpha": 0.05,
+        "rise": {"mean": 0.042, "ci": [0.038, 0.046]}, "fall": {"mean": 0.002, "ci": [-0.003, 0.007]},
+        "reasons": ["plateau: accuracy rises significantly ..."],
+        "best_point": {"name": "strength=0.4", "n": 2, "mi_nats": 2.1, "val_linear_acc_mean": 0.8,
+                       "val_linear_acc_half_width": 0.01, "linear_acc_mean": 0.79, "linear_acc_half_width": 0.01,
+                       "replicates": [{"run_id": "a" * 32, "seed": "6", "val_linear_acc": 0.81, "linear_acc": 0.8},
+                                      {"run_id": "b" * 32, "seed": "7", "val_linear_acc": 0.79, "linear_acc": 0.78}]},
+    }
+    lines = verdict_block(summary, "runs/x/report/report.md").splitlines()
+    assert lines[0].startswith("best point (highest mean val_linear_acc of its replicates): strength=0.4: ")
+    assert lines[1].startswith("  seed 6: val_linear_acc 0.81") and lines[2].startswith("  seed 7:")
+    assert lines[3] == ("InfoMin verdict: plateau, 96% of 200 seed resamples agree; rise +0.0420 [+0.0380, +0.0460], "
+                        "fall +0.0020 [-0.0030, +0.0070] (95% CIs, linear probe, test split); δ = 0.01")
 
 
 # ----------------------------------------------------------------------------- integration
@@ -216,7 +234,8 @@ def test_four_trials_finish(tiny_search):
     assert tiny_search.rc == 0, tiny_search.out[-4000:]
     table_rows = [line for line in tiny_search.out.splitlines() if re.match(r"^[0-9a-f]{8}\s", line)]
     assert len(table_rows) == 4 and all(line.rstrip().endswith("completed") for line in table_rows)
-    assert "best trial (by validation accuracy):" in tiny_search.out
+    assert "best point (highest mean val_linear_acc of its replicates):" in tiny_search.out
+    assert "InfoMin verdict: " in tiny_search.out
     assert "started a local Ray" in tiny_search.out
 
 

@@ -1,6 +1,6 @@
 """Nothing that selects reads the test split: permuting the test labels changes the reported test
 accuracies and nothing else (the per-epoch metric, the final validation metrics, the searcher's
-suggestions, ASHA's stops, the best trial and point)."""
+suggestions, ASHA's stops, the best point and the peak point of the verdict)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from analysis.report import Trial, summarise
-from search.summary import TrialRow, best
 from tests.conftest import run_search, tiny_train_config
 from trainers.data import load_data
 from trainers.train import Trainer
@@ -34,22 +33,25 @@ def test_trainer_metrics_that_select_ignore_the_test_labels():
     assert (a["knn_acc"], a["linear_acc"]) != (b["knn_acc"], b["linear_acc"])  # the permutation did bite
 
 
-def test_best_trial_and_point_are_chosen_on_validation():
-    rows = [TrialRow("a", {"s": 0.1}, 2, 0.5, 0.90, 0.70, 1.0, "completed"),
-            TrialRow("b", {"s": 0.9}, 2, 0.5, 0.80, 0.95, 2.0, "completed")]
-    assert best(rows).trial_id == "a"  # highest validation, though its test accuracy is the lower
-    tied = [TrialRow("x", {"s": 0.3}, 2, 0.5, 0.80, 0.70, 1.0, "completed"),
-            TrialRow("y", {"s": 0.6}, 2, 0.5, 0.80, 0.90, 1.0, "completed")]
-    assert best(tied).trial_id == best(tied[::-1]).trial_id == "x"  # a tie never falls to order or to test
-
-    def trial(point: str, val: float, test: float) -> Trial:
+def test_best_point_and_peak_point_are_chosen_on_validation():
+    def trial(point: str, val: float, test: float, mi: float | None = None) -> Trial:
         return Trial(f"{point}{val}", point, "FINISHED", {"views.strength": point, "trainer.seed": str(val)},
-                     {"val_linear_acc": val, "linear_acc": test, "mi_nats": float(point)}, point=point)
+                     {"val_linear_acc": val, "linear_acc": test, "mi_nats": mi or float(point)}, point=point,
+                     point_name=f"s={point}")
 
     trials = [trial("1", 0.90, 0.60), trial("1", 0.88, 0.62), trial("2", 0.80, 0.99), trial("2", 0.82, 0.97),
               trial("3", 0.70, 0.80), trial("3", 0.71, 0.81)]
     summary = summarise(trials)
-    assert summary["best_point"]["point"] == "1" and summary["best_trial"]["val_linear_acc"] == 0.90
+    assert summary["best_point"]["point"] == "1"  # highest validation mean, though its test accuracy is the lowest
+    assert [r["val_linear_acc"] for r in summary["best_point"]["replicates"]] == [0.90, 0.88]
+    tied = [trial("4", 0.80, 0.70), trial("4", 0.80, 0.70), trial("5", 0.80, 0.90), trial("5", 0.80, 0.90)]
+    assert summarise(tied)["best_point"]["name"] == summarise(tied[::-1])["best_point"]["name"] == "s=4"
+    # the verdict's peak point (an interior point) is ranked by validation too: "2" has the best test
+    # accuracy and "3" the best validation among the interior points "2" and "3"
+    four = [trial(p, v, t, mi) for p, v, t, mi in
+            [("1", 0.70, 0.70, 1.0), ("1", 0.70, 0.71, 1.0), ("2", 0.75, 0.95, 2.0), ("2", 0.75, 0.94, 2.0),
+             ("3", 0.85, 0.80, 3.0), ("3", 0.86, 0.80, 3.0), ("4", 0.70, 0.70, 4.0), ("4", 0.71, 0.70, 4.0)]]
+    assert summarise(four)["peak_point"] == "s=3"
 
 
 # ----------------------------------------------------------------------------- a whole search
@@ -92,7 +94,7 @@ search: {{algorithm: optuna, num_samples: 5, scheduler: asha, grace_period: 1, r
 
 
 def choices(cwd: Path) -> tuple[list, list, str]:
-    """(trials' sampled strengths in order, their outcomes, the best trial line's params)."""
+    """(trials' sampled strengths in order, their outcomes, their test accuracies)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{cwd / 'runs' / 'mlflow.db'}")
@@ -114,10 +116,11 @@ def test_permuted_test_labels_leave_every_choice_of_a_search_unchanged(tmp_path)
         spec.write_text(SEARCH.format(root=root))
         proc = run_search(cwd, spec)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        best_line = re.search(r"best trial \(by validation accuracy\): \w+\s+(.*?)\s+val_linear_acc", proc.stdout)
+        best_line = re.search(r"best point \(highest mean val_linear_acc of its replicates\): (.*?): val_linear_acc",
+                              proc.stdout)
         outs[variant] = (*choices(cwd), best_line.group(1))
     (s1, o1, t1, b1), (s2, o2, t2, b2) = outs["plain"], outs["permuted"]
     assert s1 == s2  # the searcher suggested the same points
     assert o1 == o2 and "stopped_early" in o1  # ASHA stopped the same trials
-    assert b1 == b2  # and the best trial is the same one
+    assert b1 == b2  # and the best point is the same one
     assert t1 != t2  # while the test accuracies it reports did change

@@ -1,0 +1,175 @@
+"""The report's words: the verdict headline, the summary lines, the point table, report.md and
+report.html (the same page with the images inlined, for MLflow's artifact view)."""
+
+from __future__ import annotations
+
+import base64
+import re
+from pathlib import Path
+from typing import Any
+
+from analysis.trials import finite
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    return f"{v:.{digits}f}" if finite(v) else "—"
+
+
+def _pm(mean: Any, half: Any) -> str:
+    return f"{fmt(mean, 4)} ± {fmt(half, 4)}" if finite(half) else fmt(mean, 4)
+
+
+def effect_text(effect: dict | None) -> str:
+    """``+0.0421 [+0.0380, +0.0462]``, or the mean and why there is no CI."""
+    if not effect:
+        return "—"
+    if effect.get("ci") is None:
+        return f"{effect['mean']:+.4f} (no CI: a point with one trial)"
+    lo, hi = effect["ci"]
+    return f"{effect['mean']:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+
+
+def stability_text(summary: dict) -> str:
+    stable = summary.get("stability")
+    if not stable:
+        return "stability not estimated"
+    return f"{stable['share']:.0%} of {stable['n_resamples']} seed resamples agree"
+
+
+def headline(summary: dict) -> str:
+    """One line: verdict, stability, rise, fall, delta (the console and MLflow show the same)."""
+    level = f"{1 - summary.get('alpha', 0.05):.0%}"
+    return (f"{summary['verdict']}, {stability_text(summary)}; rise {effect_text(summary.get('rise'))}, "
+            f"fall {effect_text(summary.get('fall'))} ({level} CIs, {summary.get('probe', 'linear')} probe, "
+            f"test split); δ = {summary.get('min_effect', 0.01):g}")
+
+
+def best_point_text(summary: dict) -> str:
+    best = summary.get("best_point")
+    if not best:
+        return "no point finished"
+    sel, fit = summary["select_metric"], summary["fit_metric"]
+    return (f"{best['name']}: {sel} {_pm(best.get(f'{sel}_mean'), best.get(f'{sel}_half_width'))}, "
+            f"test {fit} {_pm(best.get(f'{fit}_mean'), best.get(f'{fit}_half_width'))}, MI {fmt(best['mi_nats'], 2)} "
+            f"nats, {best['n']} replicate{'s' if best['n'] != 1 else ''}")
+
+
+def point_table(summary: dict) -> list[str]:
+    """The points, best first by validation accuracy of the analysis probe (a GFM table)."""
+    rows = summary["points"]
+    knobs = sorted(rows[0]["params"]) if rows else []
+    sel, fit = summary.get("select_metric", "val_linear_acc"), summary.get("fit_metric", "linear_acc")
+    task = any(r.get("label_mi_nats") is not None for r in rows)
+    head = ["point", *knobs, "replicates", sel, fit, "MI [nats]"] + (["I(v; y) [nats]"] if task else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["name"], *(r["params"].get(k, "") for k in knobs), str(r["n"]),
+                 _pm(r.get(f"{sel}_mean"), r.get(f"{sel}_half_width")),
+                 _pm(r.get(f"{fit}_mean"), r.get(f"{fit}_half_width")), fmt(r["mi_nats"], 2)]
+        cells += [fmt(r.get("label_mi_nats"), 2)] if task else []
+        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+    return lines
+
+
+def summary_lines(summary: dict) -> list[str]:
+    lines = [f"**Verdict: {headline(summary)}**", "",
+             ("InfoMin predicts accuracy rising as the views share less information, then falling once they lose "
+              "what the task needs. Rise = peak point minus the maximal-MI point; fall = peak point minus the "
+              "minimal-MI point."), ""]
+    lines.append(f"**Best point** (highest mean {summary['select_metric']} of its replicates): "
+                 f"{best_point_text(summary)}.")
+    lines.append("")
+    lines += [f"- {r}" for r in summary["reasons"]] + [""]
+    sp, pe, quad, ci = summary["spearman_mi_acc"], summary["pearson_mi_acc"], summary["quadratic"], summary["peak_ci"]
+    lines.append(f"Trials: {summary['n_trials']} ({summary['n_scored']} finished, {summary['n_used']} with a view MI, "
+                 f"{summary['n_diverged']} diverged) at {summary['n_points']} points.")
+    floor = summary.get("floor")
+    if floor:
+        lines.append(f"Untrained encoder ({floor['metric']}, mean of {floor['n']} trials): {floor['mean']:.4f}; "
+                     "every accuracy above reads as a gain over it.")
+    if summary.get("label_entropy_nats"):
+        lines.append(f"Label entropy H(y) = {summary['label_entropy_nats']:.3f} nats (validation labels).")
+    if sp:
+        lines.append(f"Descriptive only: Spearman rho = {fmt(sp.get('rho'))} (p = {fmt(sp.get('p'), 3)}); "
+                     f"Pearson r = {fmt(pe.get('r'))} (p = {fmt(pe.get('p'), 3)}).")
+    if quad:
+        lines.append(f"Descriptive only: quadratic acc = {quad['a']:.4f}·MI² + {quad['b']:.4f}·MI + {quad['c']:.4f} "
+                     f"(R² = {quad['r2']:.3f}); vertex at MI = {fmt(quad.get('peak_mi'))} nats "
+                     f"({'inside' if quad.get('peak_in_range') else 'outside'} the observed range); "
+                     f"bootstrap ({summary.get('bootstrap')}) 95% CI of the vertex: "
+                     f"[{fmt(ci[0] if ci else None)}, {fmt(ci[1] if ci else None)}].")
+    nf = summary["noise_floor"]
+    if nf["replicate_sd"] is not None:
+        lines.append(f"Noise floor (test accuracy): replicate SD {nf['replicate_sd']:.4f} (pooled over points, "
+                     f"{nf['replicate_df']} df); 95% CI half-width of a point with {nf['replicates_per_point']:g} "
+                     f"replicates {nf['ci_half_width_pooled']:.4f}; smallest resolvable difference between two "
+                     f"points {nf['resolvable_difference']:.4f}; the point means span {fmt(nf['point_mean_spread'], 4)}"
+                     + (f"; test split binomial SE {nf['test_binomial_se']:.4f} ({nf['n_test_images']} images)"
+                        if nf["test_binomial_se"] else "") + ".")
+    if summary["mi_cap_nats"]:
+        lines.append(f"InfoNCE estimates cannot exceed log K = {summary['mi_cap_nats']:.2f} nats.")
+    return lines
+
+
+def write_markdown(experiment: str, summary: dict, grids: dict[str, str], path: Path) -> Path:
+    lines = [f"# InfoMin report: {experiment}", "", *summary_lines(summary), ""]
+    if (path.parent / "mi_vs_accuracy.png").exists():
+        lines += ["![MI vs accuracy](mi_vs_accuracy.png)", ""]
+    if (path.parent / "knobs.png").exists():
+        lines += ["![accuracy against each searched knob](knobs.png)", ""]
+    lines += [f"## Points, best first by {summary['select_metric']}", "",
+              "Mean ± 95% CI half-width over the replicates (pooled replicate SD).", "", *point_table(summary)]
+    if summary.get("ring_vs_uniform"):
+        lines += ["", f"## Ring against uniform negatives (test {summary['fit_metric']})", "",
+                  "| method | arm | ring mean | uniform mean | ring - uniform | 95% CI | resolvable | n | test |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in summary["ring_vs_uniform"]:
+            lo, hi = r["ci95"]
+            lines.append(f"| {r['method']} | {r['arm']} | {r['ring_mean']:.4f} | {r['uniform_mean']:.4f} | "
+                         f"{r['diff_mean']:+.4f} | [{fmt(lo, 4)}, {fmt(hi, 4)}] | {fmt(r['resolvable'], 4)} | "
+                         f"{r['n_ring']}/{r['n_uniform']} | {r['test']} |")
+    if grids:
+        lines += ["", "## Views at low, medium and high MI", ""]
+        lines += [f"**{level} MI**\n\n![views at {level} MI]({name})\n" for level, name in grids.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_html(markdown_path: Path, path: Path) -> Path:
+    """report.md as a self-contained page (images inlined), for MLflow's artifact view."""
+    import html
+
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}")
+    out = [f"<!doctype html><meta charset='utf-8'><style>{style}</style>"]
+    table: list[str] = []
+
+    def flush() -> None:
+        if table:
+            rows = [r for r in table if not re.fullmatch(r"\|(-+\|)+", r.replace("---", "-"))]
+            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
+            out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cells[0]) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[1:])
+                       + "</table>")
+            table.clear()
+
+    for line in markdown_path.read_text().splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        image = re.fullmatch(r"!\[(.*)\]\((.*)\)", line.strip())
+        if image and (markdown_path.parent / image.group(2)).is_file():
+            data = base64.b64encode((markdown_path.parent / image.group(2)).read_bytes()).decode()
+            out.append(f"<p><img alt='{html.escape(image.group(1))}' src='data:image/png;base64,{data}'></p>")
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line.startswith("- "):
+            out.append(f"<li>{html.escape(line[2:])}</li>")
+        elif line.strip():
+            text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(line))
+            out.append(f"<p>{text}</p>")
+    flush()
+    path.write_text("\n".join(out) + "\n")
+    return path
