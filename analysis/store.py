@@ -34,9 +34,14 @@ TAG_VERDICT = "viewsearch.verdict"
 
 # Per epoch (step = epoch): what a search compares and what shows how a training went.
 EPOCH_METRICS = ("train_loss", "val_knn_acc", "ring_lower", "ring_upper", "imgs_per_s", "diverged")
-# Once per trial: the final evaluation (validation for selection, test for reporting), the view MI.
-FINAL_METRICS = ("val_knn_acc", "val_linear_acc", "knn_acc", "linear_acc", "mi_nats", "mi_cap_nats", "diverged")
-ONCE_METRICS = ("mi_nats", "mi_cap_nats", "mi_cached", "n_train_images", "n_val_images", "n_test_images")
+# Once per trial: the final evaluation (validation for selection, test for reporting), the view MI,
+# the task information of one view (I(v; y) >= H(y) - CE, next to H(y); analysis/taskinfo.py) and
+# the floor: the same probes on the untrained encoder (init_*), measured before the first step.
+FLOOR_METRICS = ("init_val_knn_acc", "init_val_linear_acc", "init_knn_acc", "init_linear_acc")
+FINAL_METRICS = ("val_knn_acc", "val_linear_acc", "knn_acc", "linear_acc", "mi_nats", "mi_cap_nats",
+                 "label_mi_nats", "label_entropy_nats", *FLOOR_METRICS, "diverged")
+ONCE_METRICS = ("mi_nats", "mi_cap_nats", "mi_cached", "label_mi_nats", "label_entropy_nats", *FLOOR_METRICS,
+                "n_train_images", "n_val_images", "n_test_images")
 SELECT_METRIC = "val_linear_acc"  # the best trial / point: validation, never test
 REPORT_METRIC = "linear_acc"  # what the InfoMin fit reads: the test split, which selects nothing
 

@@ -1,4 +1,5 @@
-"""The view MI, measured once per view configuration and shared by every trial that has it.
+"""The view MI and the task information, measured once per view configuration and shared by
+every trial that has it.
 
 Why: the view MI is a property of the views alone (the dataset, the ``views`` section and the
 ``mi`` protocol), not of the training, so the replicates of a point, or two points that differ
@@ -26,17 +27,34 @@ from typing import Any
 
 from trainers.config import TrainConfig
 
-# Bump when the measurement itself changes (critic, pair drawing): old files then stop matching.
-MI_PROTOCOL_VERSION = 2
+# Bump when the measurement itself changes (critic, pair drawing, the values an entry holds):
+# old files then stop matching. 3: an entry also holds the task information I(v; y).
+MI_PROTOCOL_VERSION = 3
 
 
 def mi_key(cfg: TrainConfig) -> dict[str, Any]:
-    """Everything the view MI depends on, and nothing else (not the seed, model or method)."""
+    """Everything the view MI and the task information depend on, and nothing else (not the
+    seed, model or method): the data set and its validation split, the views, the protocol."""
     return {
         "version": MI_PROTOCOL_VERSION,
         "dataset": cfg.dataset.model_dump(),
         "views": cfg.views.model_dump(),
         "mi": cfg.mi.model_dump(exclude={"enabled"}),
+    }
+
+
+def floor_key(cfg: TrainConfig) -> dict[str, Any]:
+    """What the untrained encoder's probes depend on: the data, the architecture, its seed, the
+    probes, and how the pair source presents a whole image (not the view strength or the MI)."""
+    v = cfg.views
+    return {
+        "floor": MI_PROTOCOL_VERSION,
+        "dataset": cfg.dataset.model_dump(),
+        "model": cfg.model.model_dump(),
+        "seed": cfg.trainer.seed,
+        "channels_last": cfg.trainer.channels_last,
+        "evaluation": cfg.evaluation.model_dump(exclude={"knn_every_epoch", "monitor_train", "monitor_val"}),
+        "eval_view": {"pairs": v.source(cfg.dataset.name), "color_space": v.color_space},
     }
 
 

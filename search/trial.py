@@ -11,11 +11,12 @@ trial and to resume it: ``checkpoint.pt`` (the trainer's full state), ``extra.js
 measured once, so a resume does not measure them again), ``config.yaml`` and ``views.png``. The
 trial never writes to MLflow: see ``search/tracking.py`` for why the driver is the one writer.
 
-The view MI is measured before training: it is a property of the views alone (the trained
-model plays no part), so measuring it first gives trials that ASHA stops early an MI value too.
-It is measured once per view configuration and shared through a file cache
+The view MI and the task information I(v; y) are measured before training: they are properties
+of the views alone (the trained model plays no part), so measuring them first gives trials that
+ASHA stops early these values too. They are measured once per view configuration and shared through a file cache
 (``search/micache.py``); a replicate that finds another one measuring it trains first and reads
-the cached value before its final evaluation.
+the cached value before its final evaluation. Before the first step the trial also probes its
+untrained encoder (``init_*``): the floor every accuracy of the report is a gain over.
 """
 
 from __future__ import annotations
@@ -64,7 +65,10 @@ def measure_views(trainer: Any, cfg: TrainConfig, cache: Path | None = None, wai
 
     def measure() -> dict[str, float]:
         est = view_mi(trainer.pairs, protocol=cfg.mi, device=trainer.device)
-        return {"mi_nats": float(est.nats), "mi_cap_nats": float(est.cap_nats)}
+        values = {"mi_nats": float(est.nats), "mi_cap_nats": float(est.cap_nats)}
+        if cfg.mi.label_info:
+            values.update(measure_task_information(trainer, cfg))
+        return values
 
     if cache is None:
         return {**measure(), "mi_cached": 0.0}
@@ -75,6 +79,37 @@ def measure_views(trainer: Any, cfg: TrainConfig, cache: Path | None = None, wai
         return {}
     values, hit = got
     return {**values, "mi_cached": float(hit)}
+
+
+def measure_task_information(trainer: Any, cfg: TrainConfig) -> dict[str, float]:
+    """I(v; y) >= H(y) - CE of the trial's first view, and H(y) (``analysis/taskinfo.py``)."""
+    from analysis.taskinfo import task_information
+
+    d = trainer.data
+    est = task_information(trainer.pairs, d.train_y, d.val_x, d.val_y, d.num_classes, cfg.mi, trainer.device)
+    return {"label_mi_nats": est.nats, "label_entropy_nats": est.entropy_nats}
+
+
+def measure_floor(trainer: Any, cfg: TrainConfig, cache: Path | None = None) -> dict[str, float]:
+    """The untrained encoder's probes (``init_*``): the floor every accuracy is a gain over.
+
+    A fresh encoder from the trial's seed (``Trainer.untrained_encoder``), probed with the
+    trial's own protocol before the first step; the trainer's RNG is untouched. Once per
+    (data, architecture, seed, probes) through the MI cache, so the points of a search that share
+    a seed share it, and in the trial's ``extra.json``, so a resume does not ask again.
+    """
+    from analysis.store import FLOOR_METRICS
+
+    def measure() -> dict[str, float]:
+        probes = trainer.evaluate(trainer.untrained_encoder())
+        return {f"init_{k}": float(v) for k, v in probes.items() if f"init_{k}" in FLOOR_METRICS}
+
+    if cache is None:
+        return measure()
+    from search.micache import cached_mi, floor_key
+
+    got = cached_mi(cache, floor_key(cfg), measure)
+    return got[0] if got is not None else {}
 
 
 def write_trial_files(trainer: Any, cfg: TrainConfig, folder: Path, caption: str = "") -> None:
@@ -142,7 +177,8 @@ def run_trial(
     extra = _restore(trainer, restore or [])
     start = trainer.epoch  # reported as ``start_epoch``: shows whether a trial was resumed, and from where
     if not extra:  # if another replicate is measuring these views' MI right now, train first
-        extra = {**measure_views(trainer, cfg, mi_cache, wait=False), **trainer.data.sizes()}
+        floor = measure_floor(trainer, cfg, mi_cache)
+        extra = {**floor, **measure_views(trainer, cfg, mi_cache, wait=False), **trainer.data.sizes()}
     staging = Path(tempfile.mkdtemp(prefix="trial-files-"))
     try:
         write_trial_files(trainer, cfg, staging, caption)

@@ -22,7 +22,7 @@ views: {strength: {uniform: [0.2, 1.0]}}
 negatives: {lower: {choice: [0.0, 0.05]}, upper: {choice: [0.5, 1.0]}}
 trainer: {epochs: 2, batch_size: 32, max_steps: 2}
 evaluation: {knn_k: 10, linear_epochs: 1, monitor_train: 256, monitor_val: 128}
-mi: {steps: 5, batch_size: 32, pairs: 128}
+mi: {steps: 5, batch_size: 32, pairs: 128, label_steps: 5, label_batch_size: 32}
 search: {num_samples: 4, max_concurrent: 2, scheduler: none}
 """
 

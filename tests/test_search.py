@@ -131,6 +131,8 @@ def fake_trial(monkeypatch):
     measured = []
     monkeypatch.setattr("search.trial.measure_views", lambda t, c, cache=None, wait=True: measured.append(1) or
                         {"mi_nats": 1.5, "mi_cap_nats": 3.0})
+    monkeypatch.setattr("search.trial.measure_floor", lambda t, c, cache=None: measured.append("floor") or
+                        {"init_linear_acc": 0.55})
 
     def files(trainer, cfg, folder, caption=""):
         folder.mkdir(parents=True, exist_ok=True)
@@ -159,8 +161,9 @@ def test_trial_reports_every_epoch_with_a_checkpoint(fake_trial):
     assert [r["epoch"] for r in reports] == [1.0, 2.0, 3.0]
     assert "linear_acc" in reports[-1] and "linear_acc" not in reports[0]
     assert all(r["mi_nats"] == 1.5 and r["start_epoch"] == 0 and r["n_test_images"] == 5 for r in reports)
+    assert all(r["init_linear_acc"] == 0.55 for r in reports)  # the untrained floor, measured before the first step
     assert all(set(k) == {CHECKPOINT, EXTRA, CONFIG, VIEWS} for k in kept)
-    assert len(measured) == 1
+    assert measured == ["floor", 1]
 
 
 def test_diverged_trial_reports_and_stops(fake_trial):
@@ -176,7 +179,7 @@ def test_resumed_trial_continues_from_its_checkpoint(fake_trial, tmp_path):
     reports, _, measured = fake_trial(restore=tmp_path)
     assert [r["epoch"] for r in reports] == [3.0]
     assert reports[0]["start_epoch"] == 2 and reports[0]["mi_nats"] == 1.25
-    assert measured == []  # MI is not measured again
+    assert measured == []  # neither the MI nor the floor is measured again
 
 
 # ----------------------------------------------------------------------------- summary

@@ -88,7 +88,7 @@ model: {{width: 8, proj_dim: 8, proj_hidden: 16}}
 views: {{strength: {{uniform: [0.1, 1.0]}}}}
 trainer: {{epochs: 3, batch_size: 16, max_steps: 2, threads: 1}}
 evaluation: {{knn_k: 5, linear_epochs: 2, monitor_train: 60, monitor_val: 20}}
-mi: {{steps: 3, batch_size: 16, pairs: 64}}
+mi: {{steps: 3, batch_size: 16, pairs: 64, label_steps: 3, label_batch_size: 16}}
 search: {{algorithm: optuna, num_samples: 5, scheduler: asha, grace_period: 1, reduction_factor: 2, max_concurrent: 1, seed: 3}}
 """
 

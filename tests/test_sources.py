@@ -133,7 +133,7 @@ def test_toy_trials_measure_their_own_views(tmp_path):
         "views": {"strength": 0.0, "shared": ["class"]},
         "model": {"width": 8, "proj_dim": 8, "proj_hidden": 16},
         "trainer": {"epochs": 1, "batch_size": 32, "device": "cpu"},
-        "mi": {"steps": 5, "batch_size": 32, "pairs": 128},
+        "mi": {"steps": 5, "batch_size": 32, "pairs": 128, "label_steps": 5, "label_batch_size": 32},
     })
     trainer = Trainer(cfg)
     assert trainer.pairs.name == "toy"

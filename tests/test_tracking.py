@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from analysis.store import EPOCH_METRICS, FINAL_METRICS, shown
+from analysis.store import EPOCH_METRICS, FINAL_METRICS, FLOOR_METRICS, shown
 from search.callback import MlflowTrials
 from search.paths import paths_for
 from search.spec import validate_spec
@@ -26,7 +26,7 @@ from trainers.config import TrainConfig
 from trainers.domains import flatten
 
 SPEC = validate_spec(yaml.safe_load(TINY_SPEC))
-FINAL = FINAL_METRICS  # val_knn_acc, val_linear_acc, knn_acc, linear_acc, mi_nats, mi_cap_nats, diverged
+FINAL = FINAL_METRICS  # the probes, mi_nats, label_mi_nats, the untrained floor (init_*), diverged
 EPOCH = EPOCH_METRICS
 
 
@@ -101,7 +101,8 @@ def fake_trial(trial_id: str, checkpoint: Path | None = None, last: dict | None 
 
 def epoch(n: int, **extra) -> dict:
     return {"epoch": float(n), "train_loss": 1.0 / n, "val_knn_acc": 0.1 * n, "ring_lower": 0.0, "ring_upper": 0.5,
-            "imgs_per_s": 100.0, "diverged": 0.0, "mi_nats": 1.5, "mi_cap_nats": 3.0, "start_epoch": 0.0, **extra}
+            "imgs_per_s": 100.0, "diverged": 0.0, "mi_nats": 1.5, "mi_cap_nats": 3.0, "label_mi_nats": 1.2,
+            "label_entropy_nats": 2.3, **{k: 0.5 for k in FLOOR_METRICS}, "start_epoch": 0.0, **extra}
 
 
 def checkpoint_folder(tmp_path: Path) -> Path:

@@ -283,6 +283,13 @@ class MIConfig(_Section):
     hidden: int = Field(128, ge=8, le=4096, description="critic width; its conv widths are hidden/4, /2, /1")
     embed: int = Field(64, ge=2, le=4096, description="critic embedding size")
     smile_clip: float = Field(5.0, gt=0.0, le=100.0, description="SMILE's clipping threshold tau")
+    # The task information I(v; y) of one view (analysis/taskinfo.py): a classifier of the same
+    # convnet as the critic, trained on single views of the training images, scored on views of
+    # the validation images. Measured with the view MI, once per view configuration.
+    label_info: bool = Field(True, description="also measure the task information I(v; y) >= H(y) - CE")
+    label_steps: int = Field(300, ge=1, le=100_000, description="task-information classifier steps, one view per image")
+    label_batch_size: int = Field(256, ge=8, le=65_536, description="task-information classifier batch")
+    label_lr: float = Field(2e-3, gt=0.0, le=1.0, description="task-information classifier learning rate (Adam)")
 
     @model_validator(mode="after")
     def _sizes(self) -> MIConfig:

@@ -159,9 +159,16 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
+    def features(self, images: torch.Tensor, encoder: torch.nn.Module | None = None) -> torch.Tensor:
         """Frozen features of un-augmented images, as the pair source presents a whole image."""
-        return extract_features(self.encoder, images, transform=self.pairs.eval_view)
+        return extract_features(encoder or self.encoder, images, transform=self.pairs.eval_view)
+
+    def untrained_encoder(self) -> torch.nn.Module:
+        """A fresh encoder of this training's architecture, initialised from ``trainer.seed`` alone
+        (in a forked RNG): the floor the trained encoder's probes are a gain over."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.cfg.trainer.seed)
+            return build_encoder(self.cfg.model, self.pairs.channels, self.device, self.cfg.trainer.channels_last)
 
     def monitor_knn(self) -> float:
         """kNN accuracy on bounded subsets of the training (bank) and validation (queries) images:
@@ -171,15 +178,16 @@ class Trainer:
         return knn_accuracy(self.features(d.train_x[tr]), d.train_y[tr], self.features(d.val_x[va]), d.val_y[va],
                             d.num_classes, ev.knn_k, ev.knn_t)
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self, encoder: torch.nn.Module | None = None) -> dict[str, float]:
         """Final kNN and linear probe, scored on the whole validation and the whole test split.
 
         Both read features of the training images as the bank / the probe's training set: the
         validation labels never train anything, so ``val_*`` is what selection reads, and the
-        test split (``knn_acc``, ``linear_acc``) is only reported.
+        test split (``knn_acc``, ``linear_acc``) is only reported. ``encoder``: probe another
+        encoder (the untrained one) with the same protocol.
         """
         ev, d = self.cfg.evaluation, self.data
-        train_f, val_f, test_f = self.features(d.train_x), self.features(d.val_x), self.features(d.test_x)
+        train_f, val_f, test_f = (self.features(x, encoder) for x in (d.train_x, d.val_x, d.test_x))
         out: dict[str, float] = {}
         for split, f, y in (("val_", val_f, d.val_y), ("", test_f, d.test_y)):
             out[f"{split}knn_acc"] = knn_accuracy(train_f, d.train_y, f, y, d.num_classes, ev.knn_k, ev.knn_t)

@@ -110,6 +110,16 @@ class PairSource:
         b = x.shape[0]
         return self.relation.pair(both[:b], both[b:])
 
+    def first_view(self, images: Tensor) -> Tensor:
+        """View 1 of ``images`` (uint8, any split), drawn as a pair's first view is drawn.
+
+        For measuring what one view keeps of the label on images that are not the training ones
+        (the validation split). The relation gets the same augmented copy twice: its first view
+        depends only on that copy, so this is the first view's distribution exactly.
+        """
+        a = self._augment(images.float().div(255.0))
+        return self.relation.pair(a, a)[0]
+
     def eval_view(self, x: Tensor) -> Tensor:
         return self.relation.eval_view(x)
 
