@@ -97,6 +97,10 @@ class StageError(ValueError):
         self.key, self.reason, self.index = key, reason, index
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        """Rebuild from the fields: a trial's error crosses Ray (pickled) with its own message."""
+        return (type(self), (self.key, self.reason, self.index))
+
     @property
     def path(self) -> str:
         """The key relative to the stage list: ``"<index>.<key>"`` when the index is known."""
