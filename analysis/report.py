@@ -25,6 +25,7 @@ import argparse
 import base64
 import json
 import math
+import os
 import re
 import sys
 from collections import defaultdict
@@ -47,6 +48,7 @@ from analysis.store import (
     TAG_VERDICT,
     default_tracking_uri,
     read_state,
+    running_search,
     shown,
     valid_experiment,
 )
@@ -545,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default=str(DEFAULT_ROOT), help="the search's output.root (default: runs)")
     parser.add_argument("--parent-run", default=None, help="the search's MLflow parent run id (default: search.json)")
     args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars on the console
+    running = running_search(Path(args.runs_dir), args.experiment)
     try:
         out = build_report(args.experiment, args.tracking_uri, Path(args.runs_dir), args.parent_run)
     except ReportError as err:
@@ -556,6 +560,9 @@ def main(argv: list[str] | None = None) -> int:
     for reason in summary["reasons"]:
         print(f"  - {reason}")
     print(f"report: {out / 'report.md'}")
+    if running:
+        print(f"note: the search is still running ({running}): this report covers the trials finished so far, "
+              "and the search rewrites it when it ends")
     return 0
 
 
