@@ -20,6 +20,9 @@ So, on resume, in order:
    (no empty config), every finished trial is there, no more trials than the search runs, and no
    MLflow run holding results belongs to a trial Tune forgot. Otherwise the resume stops (exit 2)
    naming the damaged file and the remedy; the store is left as it is.
+
+Every check runs before the one write (relocating a moved store), so a refused resume changes
+nothing at all.
 """
 
 from __future__ import annotations
@@ -61,11 +64,11 @@ def recorded_default(state: dict) -> bool:
         state.get("artifact_location") == (db.parent / "mlartifacts").as_uri()
 
 
-def settle_store(state: dict, store: Store, paths: Paths, default: bool) -> str | None:
+def settle_store(state: dict, store: Store, paths: Paths, default: bool, write: bool = True) -> str | None:
     """Make the resumed search write to ``store``; returns a note when the store moved with runs/.
 
     ``default``: this command resolved the default store under ``runs/`` (no tracking.uri, no
-    MLFLOW_TRACKING_URI).
+    MLFLOW_TRACKING_URI). ``write=False`` only decides (ResumeRefused, or the note) and changes nothing.
     """
     recorded = state.get("tracking_uri")
     if recorded in (None, store.uri):
@@ -76,10 +79,11 @@ def settle_store(state: dict, store: Store, paths: Paths, default: bool) -> str 
             "(from tracking.uri, MLFLOW_TRACKING_URI or the default under output.root); a resume writes where the "
             f"search began: use that store again, or {FRESH}"
         )
-    old_artifacts = state.get("artifact_location") or (_sqlite_path(recorded).parent / "mlartifacts").as_uri()
-    relocate_sqlite(_sqlite_path(store.uri), old_artifacts, store.artifact_location)
-    write_state(paths.state_file, {**state, "tracking_uri": store.uri, "artifact_location": store.artifact_location,
-                                   "default_store": True})
+    if write:
+        old_artifacts = state.get("artifact_location") or (_sqlite_path(recorded).parent / "mlartifacts").as_uri()
+        relocate_sqlite(_sqlite_path(store.uri), old_artifacts, store.artifact_location)
+        write_state(paths.state_file, {**state, "tracking_uri": store.uri, "artifact_location": store.artifact_location,
+                                       "default_store": True})
     return f"runs/ moved from {_sqlite_path(recorded).parent} to {paths.root}: resuming with the store in its new place"
 
 
@@ -91,8 +95,9 @@ def relocate_sqlite(db: Path, old_artifacts: str, new_artifacts: str) -> int:
     with sqlite3.connect(db, timeout=30) as con:
         for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
             cur = con.execute(
-                f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE {column} = ? OR {column} LIKE ?",
-                (new, len(old) + 1, old, old.replace("%", r"\%").replace("_", r"\_") + "/%"),
+                f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
+                (new, len(old) + 1, old, len(old) + 1, old + "/"),
             )
             changed += cur.rowcount
     return changed
@@ -217,15 +222,14 @@ def logged_trials(store: Store, state: dict) -> set[str]:
 
 
 def verify(spec: Spec, state: dict, paths: Paths, store: Store, default_store: bool) -> str | None:
-    """Steps 1-3 of the module docstring; returns a note for the console (a moved store), or None."""
+    """Steps 1-3 of the module docstring, every check before the one write (a moved store is
+    relocated last); returns a note for the console (a moved store), or None."""
     from search.space import total_trials
 
-    note = settle_store(state, store, paths, default_store)
-    if note:
-        state = {**state, "tracking_uri": store.uri, "artifact_location": store.artifact_location}
+    settle_store(state, store, paths, default_store, write=False)
     check_not_lost(state, store, paths)
     check_tune_state(spec, state, paths, total_trials(spec), logged_trials(store, state))
-    return note
+    return settle_store(state, store, paths, default_store)
 
 
 def is_default_store(spec: Spec, store: Store, paths: Paths) -> bool:
