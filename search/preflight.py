@@ -87,7 +87,7 @@ def check_view_values(spec: Spec, data) -> None:
             try:
                 build_pairs(trial_config(spec.train_raw, {key: value}), data)(index, True)
             except SpecError as err:
-                where = err.key if err.key.startswith(key) else f"{key} ({err.key})"
+                where = err.key if err.key.startswith(key) else key if key.startswith(err.key) else f"{key} ({err.key})"
                 raise SpecError(where, f"the {kind} {what} {value!r} fails: {err.reason}", file=spec.file) from None
 
 

@@ -201,12 +201,11 @@ def check_tune_state(spec: Spec, state: dict, paths: Paths, total: int, logged: 
             raise _damaged(path, f"its trial {trial['trial_id']} is not a point of this search ({problem})")
     if len(trials) > total:
         raise _damaged(path, f"it holds {len(trials)} trials, but this search runs {total}")
-    ended = {t["trial_id"] for t in trials if t["status"] in ("TERMINATED", "ERROR")}
     finished = set(state.get("finished_trials", []))
-    if finished - ended:
-        missing = sorted(finished - ended)
+    if finished - ids:  # (a driver killed just after a trial ended may leave it RUNNING there: it resumes)
+        missing = sorted(finished - ids)
         raise _damaged(path, f"{len(missing)} trial(s) that {paths.state_file.name} records as finished are "
-                             f"missing or unfinished there ({', '.join(missing[:4])})")
+                             f"missing there ({', '.join(missing[:4])})")
     if logged - ids:
         orphans = sorted(logged - ids)
         raise _damaged(path, f"it has forgotten {len(orphans)} trial(s) whose MLflow runs hold results "

@@ -12,7 +12,9 @@ report stays as it is). Only then is Ray started and MLflow written; failures af
 runtime failures (exit 1), and an interruption (Ctrl-C, SIGTERM) exits 130 / 143.
 
 Resume: ``runs/<experiment>/search.json`` records the spec's fingerprint and the MLflow parent
-run. Re-running the same command finds it and Ray's experiment directory and continues with
+run. Re-running the same command finds it and Ray's experiment directory, checks both against
+the store and each other (``search/resume.py``: a damaged state is refused, a moved ``runs/``
+resumes in its new place), and continues with
 ``Tuner.restore`` (finished trials kept; unfinished and errored ones resume from their last
 checkpoint) under the same parent run. ``--fresh`` starts over: it removes the Ray directory and
 the MI cache and soft-deletes the old search's MLflow runs (``mlflow gc`` purges them), so the
