@@ -59,7 +59,21 @@ def killed(tmp_path_factory) -> Path:
     finally:
         kill_group(proc.pid)
     assert list((cwd / "runs" / "tiny" / "mi_cache").glob("*.json")), "".join(lines)[-2000:]
+    settle(cwd)
     return cwd
+
+
+def settle(folder: Path, quiet_s: float = 8, timeout: float = 180) -> None:
+    """Wait until nothing changes under ``folder``: a killed driver's trial workers (Ray gives them
+    their own process groups) may still persist a checkpoint before they notice and exit."""
+    import time
+
+    last, since, deadline = snapshot(folder), time.monotonic(), time.monotonic() + timeout
+    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+        time.sleep(1)
+        now = snapshot(folder)
+        if now != last:
+            last, since = now, time.monotonic()
 
 
 def copy_of(killed: Path, tmp_path: Path, name: str) -> Path:
