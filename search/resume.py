@@ -35,7 +35,6 @@ from typing import Any
 
 from analysis.store import TAG_TRIAL_ID, sqlite_uri, write_state
 from search.paths import Paths
-from search.replicates import SEED_KEY
 from search.spec import Spec
 from search.tracking import Store
 from trainers.domains import domain_values
@@ -179,6 +178,8 @@ def in_domain(value: Any, dom: dict) -> bool:
 
 def point_problem(config: dict, spec: Spec) -> str | None:
     """Why ``config`` is not a point of this spec's space, or None."""
+    from search.replicates import SEED_KEY  # imports Ray: not at the CLI's start, which must stay fast
+
     expected = set(spec.domains) | ({SEED_KEY} if spec.search.repeats > 1 else set())
     if set(config) != expected:
         missing, extra = sorted(expected - set(config)), sorted(set(config) - expected)

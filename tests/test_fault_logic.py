@@ -13,7 +13,6 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import yaml

@@ -86,7 +86,7 @@ def copy_of(killed: Path, tmp_path: Path, name: str) -> Path:
 @pytest.mark.slow
 def test_a_damaged_tune_state_stops_the_resume_and_loses_no_run(killed, tmp_path):
     cwd = copy_of(killed, tmp_path, "damaged")
-    state = sorted((cwd / "runs" / "tiny" / "ray" / "tiny").glob("experiment_state-*.json"))[-1]
+    state = max((cwd / "runs" / "tiny" / "ray" / "tiny").glob("experiment_state-*.json"))
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])  # `truncate -s 50%`
     before_runs, before_files = store_runs(cwd), snapshot(cwd)
     assert any(metrics for _, _, metrics in before_runs.values())
