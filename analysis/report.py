@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from analysis.store import (
     TAG_VERDICT,
     default_tracking_uri,
     read_state,
+    running_search,
     shown,
     ui_base,
     valid_experiment,
@@ -181,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default=str(DEFAULT_ROOT), help="the search's output.root (default: runs)")
     parser.add_argument("--parent-run", default=None, help="the search's MLflow parent run id (default: search.json)")
     args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no download bars on the console
+    running = running_search(Path(args.runs_dir), args.experiment)
     try:
         out = build_report(args.experiment, args.tracking_uri, Path(args.runs_dir), args.parent_run)
     except ReportError as err:
@@ -194,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     for reason in summary["reasons"]:
         print(f"  - {reason}")
     print(f"report: {out / 'report.md'}")
+    if running:
+        print(f"note: the search is still running ({running}): this report covers the trials finished so far, "
+              "and the search rewrites it when it ends")
     return 0
 
 

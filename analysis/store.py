@@ -80,6 +80,31 @@ def state_file(root: Path, experiment: str) -> Path:
     return root / experiment / "search.json"
 
 
+def lock_file(root: Path, experiment: str) -> Path:
+    """Held (``flock``) by the driver of a running search of ``experiment`` (``search/lock.py``)."""
+    return root / experiment / "search.lock"
+
+
+def running_search(root: Path, experiment: str) -> str | None:
+    """Who holds ``experiment``'s lock ("PID 123 on host h"), or None when no search of it runs."""
+    import fcntl
+
+    try:
+        with open(lock_file(root, experiment)) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                try:
+                    holder = json.loads(handle.read())
+                    return f"PID {holder['pid']} on {holder['host']}"
+                except (ValueError, KeyError, TypeError):
+                    return "holder unknown"
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError:
+        pass
+    return None
+
+
 def read_state(root: Path, experiment: str) -> dict | None:
     """The experiment's ``search.json`` (its parent run, store and spec fingerprint), if any."""
     try:

@@ -33,6 +33,17 @@ from search.trial import CHECKPOINT, CONFIG, VIEWS, trial_config
 from trainers.domains import flatten
 
 PREFIX = "[viewsearch]"
+_BOUND: dict[str, Path] = {}
+
+
+def bind(state_file: Path) -> None:
+    """The ``search.json`` of the search this driver runs, resolved from where it runs now.
+
+    The callback comes back from ``tuner.pkl`` on resume with the absolute path of the place the
+    search began; a ``runs/`` folder copied or moved since must read (and so write to the store
+    of) its own ``search.json``. Called by the driver before ``Tuner.fit``.
+    """
+    _BOUND["state_file"] = Path(state_file)
 
 
 def _clock(seconds: float) -> str:
@@ -71,6 +82,7 @@ class MlflowTrials(Callback):
         self._reset()
 
     def setup(self, **info) -> None:
+        self.state_file = _BOUND.get("state_file", self.state_file)
         state = json.loads(self.state_file.read_text())
         self.tracker = Tracker(Store(state["tracking_uri"], state.get("artifact_location")))
         self.experiment_id, self.parent_run_id = state["experiment_id"], state["parent_run_id"]
@@ -84,6 +96,7 @@ class MlflowTrials(Callback):
     def _run(self, trial: Any) -> dict:
         """The trial's child run, opened (or found again) on first use."""
         if trial.trial_id not in self._runs:
+            self._check_point(trial)
             cfg = trial_config(self.spec.train_raw, trial.config, self.spec.resources.cpu)
             run_id, last_step, logged = self.tracker.open_child(
                 self.experiment_id,
@@ -98,6 +111,17 @@ class MlflowTrials(Callback):
                                           "checkpoint": None, "started": time.monotonic(),
                                           "epochs": cfg.trainer.epochs}
         return self._runs[trial.trial_id]
+
+    def _check_point(self, trial: Any) -> None:
+        """Never run a trial that is not a point of this search (a damaged Tune state restores one
+        with an empty config): stop the search instead, before its run is opened."""
+        from search.resume import point_problem
+
+        problem = point_problem(dict(trial.config), self.spec)
+        if problem:
+            raise RuntimeError(f"Tune restored trial {trial.trial_id}, which is not a point of this search "
+                               f"({problem}); its state under {self.state_file.parent / 'ray'} is damaged. "
+                               "Rerun with --fresh to start the search over")
 
     def _log_result(self, state: dict, result: dict) -> None:
         step = int(result.get("epoch", result.get("training_iteration", 0)))
@@ -200,10 +224,14 @@ class MlflowTrials(Callback):
             run = self.tracker.find_child(self.experiment_id, self.parent_run_id, trial.trial_id)
             if run is not None and run.info.status == "RUNNING":  # ended while the driver was down
                 (self.on_trial_complete if trial.status == "TERMINATED" else self.on_trial_error)(0, trials, trial)
-        pruned = self.tracker.prune_children(self.experiment_id, self.parent_run_id, {t.trial_id for t in trials})
+        pruned, kept = self.tracker.prune_children(self.experiment_id, self.parent_run_id,
+                                                   {t.trial_id for t in trials})
         if pruned:
-            print(f"{PREFIX} removed {pruned} MLflow run(s) of trials lost in a crash before Tune recorded them",
+            print(f"{PREFIX} removed {pruned} empty MLflow run(s) of trials lost in a crash before Tune recorded them",
                   flush=True)
+        if kept:
+            print(f"{PREFIX} kept {kept} MLflow run(s) holding results of trials Tune does not know (tagged "
+                  "viewsearch.orphan)", flush=True)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
         state = self._run(trial)

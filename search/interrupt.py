@@ -5,18 +5,43 @@ with the unfinished trials still unfinished, so ``Tuner.restore`` resumes them, 
 every trial, calling the callbacks' ``on_trial_complete`` as if they had finished. So the driver
 handles SIGINT and SIGTERM itself: the first one records the interruption (which the MLflow
 callback reads, to end those runs KILLED rather than FINISHED) and hands Tune its stop signal;
-a second one forces the stop. Outside the Tune loop the first signal is a KeyboardInterrupt.
+a second one forces the stop. Outside the Tune loop the first signal is a KeyboardInterrupt,
+which the CLI turns into one line naming the phase and the resume hint (exit 130 / 143) -- from
+the first line of ``main`` to the report, so start-up, shutdown and the report are covered too.
+While the driver cleans up (ending the MLflow runs, leaving Ray) the first signal is held
+until the cleanup is done (``shielded``) and a second one stops at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from types import FrameType
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
-_state: dict = {"signal": None, "graceful": False, "previous": {}}
+_state: dict = {"signal": None, "graceful": False, "shield": False, "pending": False, "previous": {}}
+
+
+PHASES = {
+    "start-up": "while starting, before any trial ran",
+    "trials": "during the trials: their last epochs are saved",
+    "shutdown": "while the search shut down: every result is saved",
+    "report": "while the report was built: every trial is saved in MLflow (the rerun only builds the report)",
+}
+
+
+def set_phase(name: str) -> None:
+    """What the driver is doing, for the one line an interruption prints (``PHASES``)."""
+    _state["phase"] = name
+
+
+def hint() -> str:
+    """The one line an interrupted search ends with."""
+    name = signal.Signals(_state["signal"] or signal.SIGINT).name
+    return f"interrupted ({name}) {PHASES[_state.get('phase', 'start-up')]}; rerun the same command to resume"
 
 
 def requested() -> int | None:
@@ -31,6 +56,9 @@ def exit_code() -> int:
 
 def _handler(signum: int, frame: FrameType | None) -> None:
     first = _state["signal"] is None
+    if first and _state["shield"]:  # cleaning up: finish it, then stop
+        _state.update(signal=signum, pending=True)
+        return
     if not first or not _state["graceful"]:
         _state["signal"] = _state["signal"] or signum
         raise KeyboardInterrupt
@@ -55,8 +83,22 @@ def graceful(on: bool) -> None:
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours decides; Tune's SIGUSR1 does the stopping
 
 
+@contextlib.contextmanager
+def shielded() -> Iterator[None]:
+    """Cleanup that a first signal must not cut short; a second signal still stops at once.
+    A signal held meanwhile is raised (KeyboardInterrupt) when the block ends."""
+    _state["shield"] = True
+    try:
+        yield
+    finally:
+        _state["shield"] = False
+    if _state["pending"]:
+        _state["pending"] = False
+        raise KeyboardInterrupt
+
+
 def reset() -> None:
     """Forget any interruption and restore the previous handlers (tests run several searches)."""
     for sig, handler in _state["previous"].items():
         signal.signal(sig, handler)
-    _state.update(signal=None, graceful=False, previous={})
+    _state.update(signal=None, graceful=False, shield=False, pending=False, previous={}, phase="start-up")

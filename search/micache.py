@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -62,6 +63,31 @@ def key_name(key: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr, flush=True)
+
+
+def _read(path: Path) -> dict | None:
+    """The stored values, or None for a miss. An unreadable entry (a partial write on a full disk,
+    a hand edit) is a miss too, with a warning naming the file: it is measured again and replaced,
+    never a reason to fail a trial."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        _warn(f"MI cache entry {path} cannot be read ({err.strerror or err}); measuring it again")
+        return None
+    try:
+        values = json.loads(text)["values"]
+        if not isinstance(values, dict):
+            raise TypeError(f"'values' is a {type(values).__name__}")
+        return values
+    except (ValueError, KeyError, TypeError) as err:
+        _warn(f"MI cache entry {path} is unreadable ({type(err).__name__}: {err}); measuring it again")
+        return None
+
+
 def cached_mi(
     folder: Path, key: dict[str, Any], measure: Callable[[], dict[str, float]], wait: bool = True
 ) -> tuple[dict, bool] | None:
@@ -73,16 +99,18 @@ def cached_mi(
     folder.mkdir(parents=True, exist_ok=True)
     name = key_name(key)
     path = folder / f"{name}.json"
-    if path.is_file():
-        return json.loads(path.read_text())["values"], True
+    values = _read(path)
+    if values is not None:
+        return values, True
     with open(folder / f"{name}.lock", "a+") as lock:
         try:  # released by the kernel if this process dies
             fcntl.flock(lock, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return None
         try:
-            if path.is_file():  # another trial measured it while we waited
-                return json.loads(path.read_text())["values"], True
+            values = _read(path)  # another trial measured it while we waited
+            if values is not None:
+                return values, True
             start = time.perf_counter()
             values = measure()
             record = {"values": values, "key": key, "seconds": time.perf_counter() - start, "pid": os.getpid()}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.store import state_file
+from analysis.store import lock_file, state_file
 from search.spec import Spec
 
 
@@ -38,7 +38,7 @@ class Paths:
 
     @property
     def lock_file(self) -> Path:
-        return self.experiment_dir / "search.lock"
+        return lock_file(self.root, self.experiment)
 
     @property
     def mi_cache(self) -> Path:

@@ -12,7 +12,9 @@ report stays as it is). Only then is Ray started and MLflow written; failures af
 runtime failures (exit 1), and an interruption (Ctrl-C, SIGTERM) exits 130 / 143.
 
 Resume: ``runs/<experiment>/search.json`` records the spec's fingerprint and the MLflow parent
-run. Re-running the same command finds it and Ray's experiment directory and continues with
+run. Re-running the same command finds it and Ray's experiment directory, checks both against
+the store and each other (``search/resume.py``: a damaged state is refused, a moved ``runs/``
+resumes in its new place), and continues with
 ``Tuner.restore`` (finished trials kept; unfinished and errored ones resume from their last
 checkpoint) under the same parent run. ``--fresh`` starts over: it removes the Ray directory and
 the MI cache and soft-deletes the old search's MLflow runs (``mlflow gc`` purges them), so the
@@ -34,13 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.store import read_state, write_state
-from search import interrupt
+from search import interrupt, resume
 from search.cluster import Unreachable, check_reachable, prepare_auth, target_address
+from search.failure import failed, trial_failures
 from search.lock import ExperimentBusy, ExperimentLock
 from search.paths import Paths, paths_for
+from search.preflight import UsageError, check_device, load_checked_data
 from search.spec import Spec, SpecError, load_spec
 from search.tracking import Store, StoreUnreachable, check_store, resolve_store
-from trainers.domains import domain_values, flatten
+from trainers.domains import flatten
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
@@ -49,10 +53,6 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 class Plan:
     mode: str  # "new" | "resume" | "fresh"
     old_state: dict | None  # search.json of an earlier search of this experiment
-
-
-class UsageError(Exception):
-    """Not a spec error, but the command cannot run as given (a missing dataset, a busy experiment...)."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -69,6 +69,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    interrupt.install()  # from the first line: Ctrl-C / SIGTERM in any phase end with one line, no traceback
+    interrupt.set_phase("start-up")
+    try:
+        return _main(args)
+    except KeyboardInterrupt:
+        print(f"\n{interrupt.hint()}", file=sys.stderr, flush=True)
+        return interrupt.exit_code()
+    finally:
+        interrupt.reset()
+
+
+def _main(args: argparse.Namespace) -> int:
     lock = None
     try:
         spec = load_spec(args.spec, args.overrides)
@@ -83,11 +95,15 @@ def main(argv: list[str] | None = None) -> int:
         prepare_auth(address)  # before anything imports Ray
         lock = ExperimentLock(paths.lock_file).acquire()
         plan = plan_run(spec, paths, args.fresh, store)
-    except (SpecError, UsageError, StoreUnreachable, Unreachable, ExperimentBusy) as err:
+    except (SpecError, UsageError, StoreUnreachable, Unreachable, ExperimentBusy, resume.ResumeRefused) as err:
         if lock is not None:
             lock.release()
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     try:
         return execute(spec, paths, plan, data, store, address, args.verbose)
     finally:
@@ -95,26 +111,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # --------------------------------------------------------------------------- checks (nothing created)
-
-
-def check_device(spec: Spec, address: str | None) -> None:
-    """On a local Ray, what a trial asks of the device must exist on this machine."""
-    if address:
-        return  # the cluster's nodes are checked once connected (``cluster.impossible_resources``)
-    import torch
-
-    has_cuda = torch.cuda.is_available()
-    if spec.train.trainer.device == "cuda" and not has_cuda:
-        raise SpecError("trainer.device", "'cuda' was asked for, but this machine has no CUDA device; "
-                                          "use auto or cpu (or --address a cluster with GPUs)", file=spec.file)
-    gpus = torch.cuda.device_count() if has_cuda else 0
-    if spec.resources.gpu > gpus:
-        raise SpecError("resources.gpu", f"a trial asks for {spec.resources.gpu:g} GPU, but this machine has "
-                                         f"{gpus}; no trial could ever start (set resources.gpu: 0)", file=spec.file)
-    cpus = os.cpu_count() or 1
-    if spec.resources.cpu > cpus:
-        raise SpecError("resources.cpu", f"a trial asks for {spec.resources.cpu:g} CPUs, but this machine has "
-                                         f"{cpus}", file=spec.file)
 
 
 def restorable(paths: Paths) -> bool:
@@ -125,6 +121,9 @@ def restorable(paths: Paths) -> bool:
 
 def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) -> Plan:
     state = read_state(paths.root, paths.experiment)
+    if state is None and paths.state_file.exists() and not fresh and restorable(paths):
+        raise UsageError(f"{paths.state_file} cannot be read, so the search in {paths.experiment_dir} cannot be "
+                         f"checked before it resumes; nothing was started. {resume.FRESH}")
     if fresh:
         return Plan("fresh", state)
     if state and restorable(paths):
@@ -136,55 +135,12 @@ def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) 
                 file=spec.file,
             )
         if store is not None:
-            check_not_lost(state, store, paths)
+            note = resume.verify(spec, state, paths, store, resume.is_default_store(spec, store, paths))
+            if note:
+                print(f"note: {note}", flush=True)
+            state = read_state(paths.root, paths.experiment)
         return Plan("resume", state)
     return Plan("new", state)
-
-
-def check_not_lost(state: dict, store: Store, paths: Paths) -> None:
-    """A resume must find its parent run and every trial it recorded as finished in the store."""
-    from search.tracking import Tracker
-
-    tracker = Tracker(store)
-    lost = None
-    if not tracker.run_exists(state["parent_run_id"]):
-        lost = f"its parent run {state['parent_run_id']}"
-    else:
-        finished = set(state.get("finished_trials", []))
-        have = {r.data.tags.get("ray.trial_id") for r in tracker.children(state["experiment_id"], state["parent_run_id"])}
-        if finished - have:
-            lost = f"{len(finished - have)} of its {len(finished)} finished trials"
-    if lost:
-        raise UsageError(
-            f"the MLflow store {store.uri} no longer holds this search's results ({lost}); nothing was changed and "
-            f"the report in {paths.report_dir} is left as it is. Restore the store from a backup, or rerun with "
-            "--fresh to start the search over"
-        )
-
-
-def load_checked_data(spec: Spec):
-    """Load the dataset once in the driver (trials get it through Ray's object store)."""
-    from trainers.data import DatasetError, load_data
-
-    try:
-        data = load_data(spec.train.dataset)
-    except DatasetError as err:
-        raise UsageError(f"{spec.file}: {err}") from None
-    n = int(data.train_x.shape[0])
-    batch = spec.train_raw.get("trainer", {}).get("batch_size", spec.train.trainer.batch_size)
-    largest = max(domain_values(batch)) if isinstance(batch, dict) else batch
-    if largest > n:
-        raise SpecError("trainer.batch_size", f"{largest} exceeds the {n} training images (validation images "
-                                              "excluded)", file=spec.file)
-    import torch
-
-    from trainers.pairs import build_pairs
-
-    try:  # the views of the spec's default point, on a few images: Kornia stages are probed here
-        build_pairs(spec.train, data)(torch.arange(min(n, 4)), True)
-    except SpecError as err:
-        raise SpecError(err.key, err.reason, file=spec.file) from None
-    return data
 
 
 # --------------------------------------------------------------------------- the search
@@ -215,10 +171,9 @@ def execute(spec: Spec, paths: Paths, plan: Plan, data, store: Store, address: s
 
     quiet_environment(verbose)
     tracker = Tracker(store)
-    info = None
-    experiment_id = parent = None
+    info = results = None
+    experiment_id = parent = failure = None
     status = "FAILED"
-    interrupt.install()
     try:
         info = cluster.connect(address, verbose=verbose)
         interrupt.install()  # again: ray.init sets handlers of its own
@@ -229,6 +184,7 @@ def execute(spec: Spec, paths: Paths, plan: Plan, data, store: Store, address: s
         print(_banner(spec, paths, plan, info, store.uri), flush=True)
         experiment_id = tracker.experiment_id(spec.experiment)
         parent = open_parent(spec, paths, plan, tracker, experiment_id, info)
+        interrupt.set_phase("trials")
         interrupt.graceful(True)
         results = fit(spec, paths, plan, data, verbose)
         interrupt.graceful(False)
@@ -238,28 +194,38 @@ def execute(spec: Spec, paths: Paths, plan: Plan, data, store: Store, address: s
         print_summary(results, spec, paths, store, experiment_id, parent)
     except KeyboardInterrupt:
         status = "KILLED"
-        print("\ninterrupted: the trials' last epochs are saved; rerun the same command to resume", file=sys.stderr)
-        return interrupt.exit_code()
+        raise  # main prints the one line, after the cleanup below
     except Exception as err:  # noqa: BLE001 -- any failure past this point is a runtime failure, exit 1
-        import traceback
-
-        traceback.print_exc()
-        print(f"error: the search failed: {err}", file=sys.stderr)
-        return EXIT_RUNTIME
+        failure = err
     finally:
         interrupt.graceful(False)
-        if parent is not None:
-            tracker.close_search(experiment_id, parent, status)
-        cluster.disconnect(info)
-        interrupt.reset()
+        interrupt.set_phase("shutdown")
+        with interrupt.shielded():
+            failure = failure or _close(tracker, experiment_id, parent, status, info)
+    if failure is not None:
+        return failed(failure, paths, store, verbose)
     if status == "FAILED":
-        print("some trials failed after their retries (the error is in each MLflow run's ray.error tag); "
-              "rerun the same command to retry them from their last checkpoint", file=sys.stderr)
+        print(trial_failures(results, paths, store), file=sys.stderr)
         return EXIT_RUNTIME
     if status != "FINISHED":
         print("some trials did not finish: rerun the same command to resume them", file=sys.stderr)
         return EXIT_RUNTIME
+    interrupt.set_phase("report")
     return build_report(spec, paths, store, experiment_id)
+
+
+def _close(tracker, experiment_id: str | None, parent: str | None, status: str, info) -> Exception | None:
+    """End the search's MLflow runs and leave Ray; a failure here (a full disk) is returned, not raised."""
+    from search import cluster
+
+    error = None
+    if parent is not None:
+        try:
+            tracker.close_search(experiment_id, parent, status)
+        except Exception as err:  # noqa: BLE001 -- still leave Ray; the caller reports it
+            error = err
+    cluster.disconnect(info)
+    return error
 
 
 def open_parent(spec: Spec, paths: Paths, plan: Plan, tracker, experiment_id: str, info) -> str:
@@ -278,6 +244,8 @@ def open_parent(spec: Spec, paths: Paths, plan: Plan, tracker, experiment_id: st
 
 def new_parent(spec: Spec, paths: Paths, tracker, experiment_id: str, tags: dict) -> str:
     """Create the parent run and record it in ``search.json``, where the Tune callback finds it."""
+    from search.space import total_trials
+
     search_id = uuid.uuid4().hex[:12]
     params = flatten({"search": spec.search.model_dump(), "resources": spec.resources.model_dump(),
                       "analysis": spec.analysis.model_dump()})  # the report reads analysis.* back from here
@@ -286,8 +254,9 @@ def new_parent(spec: Spec, paths: Paths, tracker, experiment_id: str, tags: dict
     state = {
         "search_id": search_id, "parent_run_id": parent, "experiment_id": experiment_id,
         "tracking_uri": tracker.store.uri, "artifact_location": tracker.store.artifact_location,
+        "default_store": resume.is_default_store(spec, tracker.store, paths),
         "fingerprint": spec.fingerprint(), "spec_file": spec.file, "overrides": list(spec.overrides),
-        "finished_trials": [],
+        "total_trials": total_trials(spec), "finished_trials": [],
     }
     write_state(paths.state_file, state)
     return parent
@@ -318,7 +287,7 @@ def _git_commit() -> str:
 def fit(spec: Spec, paths: Paths, plan: Plan, data, verbose: bool):
     from ray import tune
 
-    from search import space, trial
+    from search import callback, space, trial
     from search.callback import MlflowTrials
 
     trainable = tune.with_resources(
@@ -326,6 +295,7 @@ def fit(spec: Spec, paths: Paths, plan: Plan, data, verbose: bool):
                              cpu=spec.resources.cpu, mi_cache=str(paths.mi_cache)),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
+    callback.bind(paths.state_file)  # this place's search.json, not the path pickled in tuner.pkl
     if plan.mode == "resume":
         print(f"resuming {paths.ray_experiment}", flush=True)
         tuner = tune.Tuner.restore(str(paths.ray_experiment), trainable, resume_unfinished=True,

@@ -272,19 +272,27 @@ class Tracker:
         self.end(parent_id, status)
         return len(left)
 
-    def prune_children(self, experiment_id: str, parent_id: str, trial_ids: set[str]) -> int:
-        """Soft-delete child runs of trials the experiment does not have.
+    def prune_children(self, experiment_id: str, parent_id: str, trial_ids: set[str]) -> tuple[int, int]:
+        """Soft-delete the empty child runs of trials the experiment does not have; returns
+        (deleted, kept).
 
         A driver killed just after starting a trial but before Tune snapshotted it leaves a run
         for a trial that the resumed experiment never knew; the searcher samples a new trial in
-        its place, so that run would be a duplicate.
+        its place, so that run would be a duplicate. A run that holds results is never deleted:
+        it is ended and tagged ``viewsearch.orphan`` instead.
         """
         stale = [r for r in self.children(experiment_id, parent_id) if r.data.tags.get(TAG_TRIAL_ID) not in trial_ids]
+        deleted = kept = 0
         for run in stale:
             if run.info.status == "RUNNING":
                 self.end(run.info.run_id, "KILLED")
-            self.client.delete_run(run.info.run_id)
-        return len(stale)
+            if run.data.metrics:
+                self.set_tags(run.info.run_id, {"viewsearch.orphan": "true"})
+                kept += 1
+            else:
+                self.client.delete_run(run.info.run_id)
+                deleted += 1
+        return deleted, kept
 
     def delete_search(self, experiment_id: str, parent_id: str) -> int:
         """``--fresh``: soft-delete an old search (parent and children; ``mlflow gc`` purges them)."""

@@ -11,6 +11,10 @@ class SpecError(Exception):
         where = f"{file}: " if file else ""
         super().__init__(f"{where}{key or '<top level>'}: {reason}")
 
+    def __reduce__(self):
+        """Rebuild from the fields: a trial's error crosses Ray (pickled) with its own message."""
+        return (type(self), (self.key, self.reason, self.file))
+
 
 class KeyedError(ValueError):
     """A cross-field error raised inside a pydantic validator that knows which key it is about."""
@@ -18,3 +22,6 @@ class KeyedError(ValueError):
     def __init__(self, key: str, reason: str):
         self.key, self.reason = key, reason
         super().__init__(f"{key}: {reason}")
+
+    def __reduce__(self):
+        return (type(self), (self.key, self.reason))

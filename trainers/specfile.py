@@ -54,18 +54,32 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 
 
 def check_size(doc: Any, what: str = "the document") -> None:
-    """Raise SpecError if ``doc`` expands past MAX_NODES nodes or MAX_DEPTH levels (early exit)."""
+    """Raise SpecError if ``doc`` expands past MAX_NODES nodes or MAX_DEPTH levels (early exit),
+    naming the key where the budget ran out (the list or mapping holding it)."""
     count = 0
-    stack = [(doc, 1)]
+    stack: list[tuple[Any, int, str]] = [(doc, 1, "")]
     while stack:
-        node, depth = stack.pop()
+        node, depth, key = stack.pop()
         count += 1
         if count > MAX_NODES:
-            raise SpecError("", f"{what} expands to more than {MAX_NODES:,} values (YAML aliases?); refusing it")
+            where = _container(key)
+            raise SpecError(where, f"{what} expands to more than {MAX_NODES:,} values"
+                                   f"{' here' if where else ''} (a list that long, or YAML aliases); refusing it")
         if depth > MAX_DEPTH:
-            raise SpecError("", f"{what} nests deeper than {MAX_DEPTH} levels; refusing it")
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        stack.extend((child, depth + 1) for child in children)
+            raise SpecError(_container(key), f"{what} nests deeper than {MAX_DEPTH} levels; refusing it")
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1, f"{key}.{k}" if key else str(k)) for k, child in node.items())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1, f"{key}.{i}" if key else str(i)) for i, child in enumerate(node))
+
+
+def _container(key: str) -> str:
+    """``views.stages.9321.RandomErasing.p`` -> ``views.stages``: the key up to its first list index."""
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        if part.isdigit() and i:
+            return ".".join(parts[:i])
+    return key
 
 
 def parse_yaml(text: str, what: str = "the document") -> Any:

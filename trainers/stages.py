@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 ENTRY_SHAPE = "each stage is one mapping {ClassName: {arg: value}}"
+# Far more than any augmentation pipeline needs, and few enough to build and probe in a second.
+MAX_STAGES = 64
 
 _NAME_RE = re.compile(r"^(auto\.)?([A-Za-z][A-Za-z0-9_]*)$")
 
@@ -96,6 +98,10 @@ class StageError(ValueError):
     def __init__(self, key: str, reason: str, index: int | None = None):
         self.key, self.reason, self.index = key, reason, index
         super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):
+        """Rebuild from the fields: a trial's error crosses Ray (pickled) with its own message."""
+        return (type(self), (self.key, self.reason, self.index))
 
     @property
     def path(self) -> str:
@@ -413,6 +419,9 @@ def check_kwargs(cls: type, kwargs: dict | None, name: str | None = None) -> tor
     for k in ("p", "p_batch"):
         if k in coerced and _is_number(coerced[k]) and not 0.0 <= coerced[k] <= 1.0:
             raise StageError(f"{name}.{k}", f"a probability must lie in [0, 1], got {coerced[k]!r}")
+    if "std" in coerced and any(v < 0 for v in _flatten(coerced["std"]) if _is_number(v)):
+        # kornia draws noise * std: -s and s give the same views, so a search would count one point twice
+        raise StageError(f"{name}.std", f"a standard deviation must be >= 0, got {coerced['std']!r}")
 
     def built(kw: dict) -> torch.nn.Module:
         with warnings.catch_warnings():
@@ -446,6 +455,8 @@ def stage_entries(raw: object) -> list[tuple[str, dict]]:
         return []
     if not isinstance(raw, (list, tuple)):
         raise StageError("", f"stages are a list of mappings {{ClassName: {{arg: value}}}}, got {type(raw).__name__}")
+    if len(raw) > MAX_STAGES:
+        raise StageError(str(MAX_STAGES), f"the list has {len(raw):,} stages; a pipeline holds at most {MAX_STAGES}")
     out = []
     for i, entry in enumerate(raw):
         if not isinstance(entry, dict) or len(entry) != 1:

@@ -1,0 +1,236 @@
+"""A resume checks what it resumes before Ray starts: the store, the folder, Tune's own state.
+
+Why: ``Tuner.restore`` trusts its files. A truncated ``experiment_state-*.json`` (a full disk, a
+crash mid-write) makes Tune log "Failed to restore the run state" and start again with what its
+searcher remembers: a trial with an empty config, grid points that never run, and MLflow runs
+with logged epochs that the end-of-search reconciliation would remove. And a ``runs/`` folder
+copied elsewhere records absolute paths of its old place (``search.json``'s store, the MLflow
+artifact locations), so a resume there would write into the original.
+
+So, on resume, in order:
+
+1. ``settle_store``: the store this command resolves (from the spec and the current place) must
+   be the one ``search.json`` recorded. The one exception is the default SQLite store under
+   ``runs/``, which moves with the folder: the copy's database is told its new artifact folder and
+   ``search.json`` its new store, so every later write lands in the new place. Any other
+   difference is refused (exit 2).
+2. ``check_not_lost``: the store still holds the parent run and every finished trial.
+3. ``check_tune_state``: Tune's newest state file and its searcher's files can be read, and the
+   trials they restore match ``search.json`` and the store: every trial is a point of this spec
+   (no empty config), every finished trial is there, no more trials than the search runs, and no
+   MLflow run holding results belongs to a trial Tune forgot. Otherwise the resume stops (exit 2)
+   naming the damaged file and the remedy; the store is left as it is.
+
+Every check runs before the one write (relocating a moved store), so a refused resume changes
+nothing at all.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from analysis.store import TAG_TRIAL_ID, sqlite_uri, write_state
+from search.paths import Paths
+from search.spec import Spec
+from search.tracking import Store
+from trainers.domains import domain_values
+
+
+class ResumeRefused(Exception):
+    """The earlier search cannot be resumed safely as it stands; the message names why and the remedy."""
+
+
+FRESH = "rerun with --fresh to start the search over (its MLflow runs are soft-deleted, `mlflow gc` purges them)"
+
+
+# --------------------------------------------------------------------------- 1. the store
+
+
+def _sqlite_path(uri: str | None) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri and uri.startswith("sqlite:///") else None
+
+
+def recorded_default(state: dict) -> bool:
+    """Did the earlier search use the default store (SQLite ``mlflow.db`` + ``mlartifacts/`` side by side)?"""
+    if "default_store" in state:
+        return bool(state["default_store"])
+    db = _sqlite_path(state.get("tracking_uri"))  # a search.json written before the flag existed
+    return db is not None and db.name == "mlflow.db" and \
+        state.get("artifact_location") == (db.parent / "mlartifacts").as_uri()
+
+
+def settle_store(state: dict, store: Store, paths: Paths, default: bool, write: bool = True) -> str | None:
+    """Make the resumed search write to ``store``; returns a note when the store moved with runs/.
+
+    ``default``: this command resolved the default store under ``runs/`` (no tracking.uri, no
+    MLFLOW_TRACKING_URI). ``write=False`` only decides (ResumeRefused, or the note) and changes nothing.
+    """
+    recorded = state.get("tracking_uri")
+    if recorded in (None, store.uri):
+        return None
+    if not (default and recorded_default(state)):
+        raise ResumeRefused(
+            f"{paths.state_file} records the MLflow store {recorded}, but this command resolves {store.uri} "
+            "(from tracking.uri, MLFLOW_TRACKING_URI or the default under output.root); a resume writes where the "
+            f"search began: use that store again, or {FRESH}"
+        )
+    if write:
+        old_artifacts = state.get("artifact_location") or (_sqlite_path(recorded).parent / "mlartifacts").as_uri()
+        relocate_sqlite(_sqlite_path(store.uri), old_artifacts, store.artifact_location)
+        write_state(paths.state_file, {**state, "tracking_uri": store.uri, "artifact_location": store.artifact_location,
+                                       "default_store": True})
+    return f"runs/ moved from {_sqlite_path(recorded).parent} to {paths.root}: resuming with the store in its new place"
+
+
+def relocate_sqlite(db: Path, old_artifacts: str, new_artifacts: str) -> int:
+    """Point a moved SQLite store's artifact locations at its new ``mlartifacts/`` (all experiments:
+    the folder moved as a whole). Returns the rows changed; running it again changes none."""
+    old, new = old_artifacts.rstrip("/"), new_artifacts.rstrip("/")
+    changed = 0
+    with sqlite3.connect(db, timeout=30) as con:
+        for table, column in (("experiments", "artifact_location"), ("runs", "artifact_uri")):
+            cur = con.execute(
+                f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
+                (new, len(old) + 1, old, len(old) + 1, old + "/"),
+            )
+            changed += cur.rowcount
+    return changed
+
+
+# --------------------------------------------------------------------------- 2. the store still holds it
+
+
+def check_not_lost(state: dict, store: Store, paths: Paths) -> None:
+    """A resume must find its parent run and every trial it recorded as finished in the store."""
+    from search.tracking import Tracker
+
+    tracker = Tracker(store)
+    lost = None
+    if not tracker.run_exists(state["parent_run_id"]):
+        lost = f"its parent run {state['parent_run_id']}"
+    else:
+        finished = set(state.get("finished_trials", []))
+        have = {r.data.tags.get(TAG_TRIAL_ID) for r in tracker.children(state["experiment_id"], state["parent_run_id"])}
+        if finished - have:
+            lost = f"{len(finished - have)} of its {len(finished)} finished trials"
+    if lost:
+        raise ResumeRefused(
+            f"the MLflow store {store.uri} no longer holds this search's results ({lost}); nothing was changed and "
+            f"the report in {paths.report_dir} is left as it is. Restore the store from a backup, or rerun with "
+            "--fresh to start the search over"
+        )
+
+
+# --------------------------------------------------------------------------- 3. Tune's state
+
+
+def newest_state_file(folder: Path) -> Path | None:
+    """The file ``Tuner.restore`` reads: the newest ``experiment_state-<timestamp>.json``."""
+    files = sorted(folder.glob("experiment_state-*.json"))
+    return files[-1] if files else None
+
+
+def read_tune_trials(folder: Path) -> tuple[Path, list[dict]]:
+    """``(state file, [{trial_id, config, status}])`` from Tune's newest state; ResumeRefused if unreadable."""
+    path = newest_state_file(folder)
+    if path is None:
+        raise ResumeRefused(f"{folder} holds no experiment_state-*.json; {FRESH}")
+    try:
+        data = json.loads(path.read_text())
+        trials = []
+        for entry in data["trial_data"]:
+            trial = json.loads(entry[0])
+            trials.append({"trial_id": trial["trial_id"], "config": trial["config"], "status": trial["status"]})
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
+        raise _damaged(path, f"it cannot be read ({type(err).__name__}: {err})") from None
+    for searcher in sorted(folder.glob("*-state-*")):  # the searcher's memory (a pickle whatever its name)
+        if searcher.name.startswith("experiment_state-"):
+            continue
+        try:
+            with open(searcher, "rb") as f:
+                pickle.load(f)
+        except Exception as err:  # noqa: BLE001 -- any failure here is a failure of Tune's restore too
+            raise _damaged(searcher, f"it cannot be read ({type(err).__name__}: {err})") from None
+    return path, trials
+
+
+def _damaged(path: Path, why: str) -> ResumeRefused:
+    return ResumeRefused(
+        f"Tune's state {path} is damaged: {why}. Resuming from it would lose or re-run trials, so nothing was "
+        f"started; the trials logged so far are untouched in MLflow. To start over, {FRESH}"
+    )
+
+
+def in_domain(value: Any, dom: dict) -> bool:
+    """Could the spec's domain have produced ``value``?"""
+    kind, args = next(iter(dom.items()))
+    if kind in ("grid", "choice"):
+        return any(value == v for v in domain_values(dom))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return args[0] <= value <= args[1]
+
+
+def point_problem(config: dict, spec: Spec) -> str | None:
+    """Why ``config`` is not a point of this spec's space, or None."""
+    from search.replicates import SEED_KEY  # imports Ray: not at the CLI's start, which must stay fast
+
+    expected = set(spec.domains) | ({SEED_KEY} if spec.search.repeats > 1 else set())
+    if set(config) != expected:
+        missing, extra = sorted(expected - set(config)), sorted(set(config) - expected)
+        return ("it has no values for " + ", ".join(missing) if missing else "") + \
+               ("; " if missing and extra else "") + ("it has unknown keys " + ", ".join(extra) if extra else "")
+    for key, dom in spec.domains.items():
+        if not in_domain(config[key], dom):
+            return f"{key}={config[key]!r} is not in the spec's domain {dom}"
+    return None
+
+
+def check_tune_state(spec: Spec, state: dict, paths: Paths, total: int, logged: set[str]) -> None:
+    """Tune's restore must bring back this search: ``total`` its trial count, ``logged`` the trial ids
+    whose MLflow runs hold results."""
+    path, trials = read_tune_trials(paths.ray_experiment)
+    ids = {t["trial_id"] for t in trials}
+    for trial in trials:
+        problem = point_problem(trial["config"], spec)
+        if problem:
+            raise _damaged(path, f"its trial {trial['trial_id']} is not a point of this search ({problem})")
+    if len(trials) > total:
+        raise _damaged(path, f"it holds {len(trials)} trials, but this search runs {total}")
+    finished = set(state.get("finished_trials", []))
+    if finished - ids:  # (a driver killed just after a trial ended may leave it RUNNING there: it resumes)
+        missing = sorted(finished - ids)
+        raise _damaged(path, f"{len(missing)} trial(s) that {paths.state_file.name} records as finished are "
+                             f"missing there ({', '.join(missing[:4])})")
+    if logged - ids:
+        orphans = sorted(logged - ids)
+        raise _damaged(path, f"it has forgotten {len(orphans)} trial(s) whose MLflow runs hold results "
+                             f"({', '.join(orphans[:4])})")
+
+
+def logged_trials(store: Store, state: dict) -> set[str]:
+    """Trial ids of this search whose MLflow runs hold at least one metric."""
+    from search.tracking import Tracker
+
+    runs = Tracker(store).children(state["experiment_id"], state["parent_run_id"])
+    return {r.data.tags.get(TAG_TRIAL_ID) for r in runs if r.data.metrics}
+
+
+def verify(spec: Spec, state: dict, paths: Paths, store: Store, default_store: bool) -> str | None:
+    """Steps 1-3 of the module docstring, every check before the one write (a moved store is
+    relocated last); returns a note for the console (a moved store), or None."""
+    from search.space import total_trials
+
+    settle_store(state, store, paths, default_store, write=False)
+    check_not_lost(state, store, paths)
+    check_tune_state(spec, state, paths, total_trials(spec), logged_trials(store, state))
+    return settle_store(state, store, paths, default_store)
+
+
+def is_default_store(spec: Spec, store: Store, paths: Paths) -> bool:
+    return store.uri == sqlite_uri(paths.root) and not spec.tracking.uri
