@@ -124,6 +124,7 @@ def drive(store: Store, spec, folder: Path, trials: int, every: float, epochs: i
     slots = [Slot(i, f) for i, f in enumerate(checkpoint_folders(folder / "ckpt", trials, checkpoint_mb))]
     callback = MlflowTrials(spec, new_search(store, folder, spec), total=None)
     callback.setup()
+    load_before = os.getloadavg()[0]
     out, seq = Outcome(), 0
     start = time.monotonic()
     end = start + seconds
@@ -178,6 +179,7 @@ def drive(store: Store, spec, folder: Path, trials: int, every: float, epochs: i
         "lag_max_s": round(lags[-1], 3) if lags else None,
         "backlog_end": backlog, "keeps_up": (backlog <= trials and lags[int(0.95 * (len(lags) - 1))] < every)
         if every else None, "console_lines": console.getvalue().count("\n"),
+        "load_avg_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],  # the machine's other work
     }
 
 
@@ -194,9 +196,17 @@ def open_store(kind: str, folder: Path, workers: int):
         yield Store(server.uri, None), f"mlflow server ({workers} workers) on PostgreSQL 15, proxied artifacts"
 
 
+def paced(rate: float, trials: int, seconds: float) -> tuple[int, float]:
+    """(trials, every) offering ``rate`` reports/s with at most ``trials`` in flight and each trial
+    reporting at least 6 times in the window (else a trial's first report, the dearest, dominates)."""
+    every = min(seconds / 6, trials / rate)
+    n = max(1, round(rate * every))
+    return n, round(n / rate, 3)
+
+
 def table(rows: list[dict]) -> str:
     head = ("store", "trials", "every s", "offered/s", "logged/s", "lag p50 s", "lag p95 s", "lag max s",
-            "backlog", "keeps up")
+            "backlog", "keeps up", "load")
     lines = [" | ".join(head), " | ".join("---" for _ in head)]
     for r in rows:
         def f(v, fmt="{}"):
@@ -205,7 +215,8 @@ def table(rows: list[dict]) -> str:
         lines.append(" | ".join([r["store"], str(r["trials"]), f(r["every_s"] or None), f(r["offered_per_s"], "{:.1f}"),
                                  f"{r['logged_per_s']:.1f}", f(r["lag_p50_s"], "{:.2f}"), f(r["lag_p95_s"], "{:.2f}"),
                                  f(r["lag_max_s"], "{:.2f}"), f(r["backlog_end"]),
-                                 f(None if r["keeps_up"] is None else ("yes" if r["keeps_up"] else "no"))]))
+                                 f(None if r["keeps_up"] is None else ("yes" if r["keeps_up"] else "no")),
+                                 "{:.0f}-{:.0f}".format(*r["load_avg_1min"])]))
     return "\n".join("| " + line + " |" for line in lines)
 
 
@@ -227,15 +238,14 @@ def main() -> None:
     for kind in args.stores:
         with tempfile.TemporaryDirectory(prefix="logging-load-") as tmp, \
                 open_store(kind, Path(tmp), args.workers) as (store, label):
-            plan = list(args.every) if args.every is not None else [0.0]
+            plan = [(args.trials, e) for e in args.every] if args.every is not None else [(args.trials, 0.0)]
             done = 0
             while done < len(plan) or (args.every is None and len(plan) < 3):
                 if done == len(plan):  # paced below and above the capacity just measured
-                    capacity = rows[-1]["logged_per_s"]
-                    plan += [round(args.trials / (0.5 * capacity), 3), round(args.trials / (1.5 * capacity), 3)]
-                every = plan[done]
+                    plan += [paced(rows[-1]["logged_per_s"] * share, args.trials, args.seconds) for share in (0.5, 1.5)]
+                trials, every = plan[done]
                 folder = Path(tmp) / f"run{done}"
-                row = drive(store, spec, folder, args.trials, every, args.epochs, args.seconds, args.checkpoint_mb)
+                row = drive(store, spec, folder, trials, every, args.epochs, args.seconds, args.checkpoint_mb)
                 rows.append({"store": kind, "store_detail": label, **row})
                 print(f"{kind}: {row}", file=sys.stderr, flush=True)
                 done += 1

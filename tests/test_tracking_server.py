@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from analysis.store import FINAL_METRICS
+from search.tracking import PROBE_TAG
 from tests.conftest import REPO, cli_env, kill_group, mlflow_runs, run_search, search_cmd
 
 SPEC = REPO / "spaces" / "augment_strength.yaml"
@@ -135,6 +136,7 @@ def test_a_search_on_a_postgresql_tracking_server(pg_mlflow_server, tmp_path):
     client, parents, children = mlflow_runs(server.uri, name)
     exp = client.get_experiment_by_name(name)
     assert exp.artifact_location.startswith("mlflow-artifacts:"), exp.artifact_location  # proxied by the server
+    assert PROBE_TAG not in exp.tags  # the write probe (twice: run and rerun) left nothing behind
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 2 and len({r.data.tags["ray.trial_id"] for r in children}) == 2
     for run in children:
