@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from analysis.store import FINAL_METRICS
-from search.tracking import PROBE_TAG
+from search.tracking import PROBE_TAG, Store, check_writable
 from tests.conftest import REPO, cli_env, kill_group, mlflow_runs, run_search, search_cmd
 
 SPEC = REPO / "spaces" / "augment_strength.yaml"
@@ -96,6 +96,20 @@ def test_a_postgresql_server_whose_role_cannot_write_is_refused(pg_mlflow_server
     assert "permission denied for table experiments" in proc.stderr
 
 
+@pytest.mark.integration
+def test_the_write_probe_restores_a_deleted_experiment_and_leaves_no_tag(pg_mlflow_server):
+    """A deleted experiment is restored, as the search would restore it; the probe's tag is gone."""
+    from mlflow.tracking import MlflowClient
+
+    uri = pg_mlflow_server.server.uri
+    client = MlflowClient(uri)
+    exp = client.create_experiment("pg_deleted")
+    client.delete_experiment(exp)
+    check_writable(Store(uri, None), "pg_deleted")
+    got = client.get_experiment(exp)
+    assert got.lifecycle_stage == "active" and PROBE_TAG not in got.tags
+
+
 def _run_until_mid_second_trial(cwd: Path, args: list[str]) -> tuple[set[str], str]:
     """Start the search; SIGKILL its process group once one trial finished and another logged an epoch."""
     proc = subprocess.Popen(search_cmd(SPEC, *args), cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
@@ -122,6 +136,17 @@ def _run_until_mid_second_trial(cwd: Path, args: list[str]) -> tuple[set[str], s
     return done, "".join(lines)
 
 
+def _run(cwd: Path, args: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """The search to its end in its own session, whose leftovers (a local Ray) are killed whatever happens."""
+    proc = subprocess.Popen(search_cmd(SPEC, *args), cwd=cwd, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        kill_group(proc.pid)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_a_search_on_a_postgresql_tracking_server(pg_mlflow_server, tmp_path):
@@ -129,7 +154,7 @@ def test_a_search_on_a_postgresql_tracking_server(pg_mlflow_server, tmp_path):
     name = "pg_search"
     args = ["--set", f"experiment={name}", "--set", f"tracking.uri={server.uri}", *TINY]
     finished_before, first = _run_until_mid_second_trial(tmp_path, args)
-    rerun = run_search(tmp_path, SPEC, *args, timeout=420)
+    rerun = _run(tmp_path, args, timeout=420)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert "(resume)" in rerun.stdout and f"MLflow store: {server.uri}" in first
 
