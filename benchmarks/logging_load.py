@@ -192,7 +192,7 @@ def open_store(kind: str, folder: Path, workers: int):
         return
     from tests.pg_mlflow import postgres_mlflow
 
-    with postgres_mlflow(folder / "server", durable=True, workers=workers) as (_, server):
+    with postgres_mlflow(folder / "server", durable=True, workers=workers, timeout=600) as (_, server):
         yield Store(server.uri, None), f"mlflow server ({workers} workers) on PostgreSQL 15, proxied artifacts"
 
 
@@ -248,15 +248,21 @@ def main() -> None:
                 row = drive(store, spec, folder, trials, every, args.epochs, args.seconds, args.checkpoint_mb)
                 rows.append({"store": kind, "store_detail": label, **row})
                 print(f"{kind}: {row}", file=sys.stderr, flush=True)
+                save(rows, args)
                 done += 1
     print(table(rows))
+    print(f"wrote {save(rows, args)}")
+
+
+def save(rows: list[dict], args: argparse.Namespace) -> Path:
+    """The JSON, rewritten after every configuration (a store that fails to start keeps the others)."""
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "machine": f"{platform.machine()} {os.cpu_count()} CPUs, {platform.platform()}",
         "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "args": vars(args), "rows": rows}, indent=2))
-    print(f"wrote {out}")
+    return out
 
 
 if __name__ == "__main__":

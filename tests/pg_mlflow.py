@@ -178,7 +178,7 @@ def _healthy(uri: str) -> bool:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, folder: Path, workers: int = 1, timeout: float = 180) -> Iterator[MlflowServer]:
+def mlflow_server(backend_uri: str, folder: Path, workers: int = 1, timeout: float = 300) -> Iterator[MlflowServer]:
     """``mlflow server`` on ``backend_uri`` with proxied artifacts under ``folder/artifacts``."""
     folder.mkdir(parents=True, exist_ok=True)
     artifacts, log = folder / "artifacts", folder / "mlflow-server.log"
@@ -200,7 +200,9 @@ def mlflow_server(backend_uri: str, folder: Path, workers: int = 1, timeout: flo
 
 
 @contextlib.contextmanager
-def postgres_mlflow(folder: Path, durable: bool = True, workers: int = 1) -> Iterator[tuple[Postgres, MlflowServer]]:
-    """PostgreSQL 15 and an ``mlflow server`` on it (proxied artifacts), stopped in reverse order."""
-    with postgres(durable=durable) as pg, mlflow_server(pg.uri(), folder, workers=workers) as server:
+def postgres_mlflow(folder: Path, durable: bool = True, workers: int = 1,
+                    timeout: float = 300) -> Iterator[tuple[Postgres, MlflowServer]]:
+    """PostgreSQL 15 and an ``mlflow server`` on it (proxied artifacts), stopped in reverse order.
+    ``timeout``: for the server's first start, which creates MLflow's tables."""
+    with postgres(durable=durable) as pg, mlflow_server(pg.uri(), folder, workers=workers, timeout=timeout) as server:
         yield pg, server
