@@ -71,7 +71,7 @@ def test_a_server_answering_403_to_writes_is_refused_before_ray_starts(tmp_path,
     uri = f"http://127.0.0.1:{server.server_address[1]}"
     try:
         start = time.monotonic()
-        proc = run_search(tmp_path, tiny_spec, "--set", f"tracking.uri={uri}", timeout=60)
+        proc = run_search(tmp_path, tiny_spec, "--set", f"tracking.uri={uri}", timeout=120)
         took = time.monotonic() - start
     finally:
         server.shutdown()
@@ -88,7 +88,7 @@ def test_a_postgresql_server_whose_role_cannot_write_is_refused(pg_mlflow_server
     try:
         start = time.monotonic()
         proc = run_search(tmp_path, tiny_spec, "--set", f"tracking.uri={uri}", "--set", "experiment=pg_refused",
-                          timeout=60)
+                          timeout=120)
         took = time.monotonic() - start
     finally:
         pg.sql("GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO mlflow")
