@@ -43,7 +43,7 @@ from search.lock import ExperimentBusy, ExperimentLock
 from search.paths import Paths, paths_for
 from search.preflight import UsageError, check_device, load_checked_data
 from search.spec import Spec, SpecError, load_spec
-from search.tracking import Store, StoreUnreachable, check_store, resolve_store
+from search.tracking import Store, StoreUnreachable, check_store, check_writable, resolve_store
 from trainers.domains import flatten
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
@@ -92,6 +92,7 @@ def _main(args: argparse.Namespace) -> int:
         data = load_checked_data(spec)
         if address:
             check_reachable(address)
+        check_writable(store, spec.experiment)  # after the checks that need no server: it may create the experiment
         prepare_auth(address)  # before anything imports Ray
         lock = ExperimentLock(paths.lock_file).acquire()
         plan = plan_run(spec, paths, args.fresh, store)

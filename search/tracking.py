@@ -71,7 +71,7 @@ def resolve_store(spec: Spec, paths: Paths) -> Store:
 
 
 class StoreUnreachable(Exception):
-    """The tracking server does not answer: fail before Ray starts, in seconds."""
+    """The tracking store cannot be used (it does not answer): fail before Ray starts, in seconds."""
 
 
 def check_store(store: Store, timeout: float = 5.0) -> None:
@@ -93,6 +93,71 @@ def check_store(store: Store, timeout: float = 5.0) -> None:
         path = Path(store.uri.removeprefix("sqlite:///"))
         if path.is_file() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
             raise StoreUnreachable(f"tracking.uri {store.uri}: {path} is not an SQLite database")
+
+
+class StoreRefusesWrites(StoreUnreachable):
+    """The tracking server answers but will not take the search's writes (permissions, a read-only
+    database): found before Ray starts, not after the first trial's first epoch."""
+
+
+PROBE_TAG = "viewsearch.write_probe"
+
+
+def check_writable(store: Store, experiment: str, timeout: float = 10.0) -> None:
+    """Make the search's first writes to a tracking server now, where a refusal can still be exit 2.
+
+    The experiment is got, or created (or restored) as the search would create it, and a tag is
+    set and deleted on it: real writes to the server's database, leaving nothing the search would
+    not leave. Each request is tried once with a short timeout (MLflow's client would retry a 500
+    for minutes). Local stores are not probed: creating a SQLite file to test it would create it.
+    """
+    if not store.uri.startswith(("http://", "https://")):
+        return
+    import uuid
+
+    exp = _probe(store, "GET", "experiments/get-by-name", timeout, params={"experiment_name": experiment})
+    if exp is None:
+        tags = [{"key": k, "value": v} for k, v in EXPERIMENT_KIND.items()]
+        body = {"name": experiment, "tags": tags, **({"artifact_location": store.artifact_location}
+                                                      if store.artifact_location else {})}
+        exp_id = _probe(store, "POST", "experiments/create", timeout, json=body)["experiment_id"]
+    else:
+        exp_id = exp["experiment"]["experiment_id"]
+        if exp["experiment"].get("lifecycle_stage") == "deleted":
+            _probe(store, "POST", "experiments/restore", timeout, json={"experiment_id": exp_id})
+    _probe(store, "POST", "experiments/set-experiment-tag", timeout,
+           json={"experiment_id": exp_id, "key": PROBE_TAG, "value": uuid.uuid4().hex})
+    _probe(store, "POST", "experiments/delete-experiment-tag", timeout, json={"experiment_id": exp_id, "key": PROBE_TAG})
+
+
+def _probe(store: Store, method: str, endpoint: str, timeout: float, **kwargs) -> dict | None:
+    """One REST call, no retries; ``None`` for a missing resource; a refusal raises, naming the server and why."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    what = "read from" if method == "GET" else "write to"
+    try:
+        response = http_request(get_default_host_creds(store.uri), f"/api/2.0/mlflow/{endpoint}", method,
+                                max_retries=0, timeout=timeout, raise_on_status=False, **kwargs)
+    except MlflowException as err:
+        raise StoreRefusesWrites(f"tracking.uri {store.uri}: could not {what} the tracking server "
+                                 f"({endpoint}): {err.message[:300]}") from None
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if response.status_code == 200:
+        return body
+    if response.status_code == 404 and body.get("error_code") == "RESOURCE_DOES_NOT_EXIST":
+        return None
+    # the first line: a database error's own words ("permission denied for table experiments"), not its SQL
+    reason = (body.get("message") or response.text or response.reason or "").strip().splitlines()
+    raise StoreRefusesWrites(
+        f"tracking.uri {store.uri}: the tracking server refuses to {what.split()[0]} ({endpoint} answered "
+        f"HTTP {response.status_code}: {(reason[0] if reason else 'no reason given')[:300]}); give this user write "
+        "access to it (MLFLOW_TRACKING_USERNAME / _PASSWORD or _TOKEN), or check its database, or remove "
+        "tracking.uri to use the SQLite store under runs/")
 
 
 def prepare_store(store: Store) -> None:

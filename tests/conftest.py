@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -59,6 +60,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def mlflow_runs(store: Path | str, experiment: str):
+    """``(client, parents, children)`` of an experiment in a store: a SQLite file's path or any tracking URI."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}" if isinstance(store, Path) else store)
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return client, parents, children
+
+
+@pytest.fixture(scope="session")
+def pg_mlflow_server(tmp_path_factory):
+    """A PostgreSQL 15 and an ``mlflow server`` on it with proxied artifacts (``tests/pg_mlflow.py``),
+    shared by the tests that need a team's tracking server; a machine without PostgreSQL fails here."""
+    from tests.pg_mlflow import postgres_mlflow
+
+    with postgres_mlflow(tmp_path_factory.mktemp("pg_mlflow"), durable=False) as (pg, server):
+        yield SimpleNamespace(pg=pg, server=server)
+
+
 def tiny_train_config(**trainer):
     """One training that runs a step in milliseconds on the CPU: 128 synthetic 16 px images, a
     width-8 ConvNet; ``trainer`` keys override the trainer section."""
@@ -107,7 +130,6 @@ def tiny_search(tmp_path_factory):
     import re
     import threading
     import time
-    from types import SimpleNamespace
 
     cwd = tmp_path_factory.mktemp("tiny_search")
     spec = cwd / "tiny.yaml"

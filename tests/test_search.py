@@ -24,7 +24,7 @@ from search import space
 from search.spec import validate_spec
 from search.summary import TrialRow, table, verdict_block
 from search.trial import CHECKPOINT, CONFIG, EXTRA, VIEWS, run_trial
-from tests.conftest import TINY_SPEC, cli_env, free_port, kill_group, run_search, search_cmd
+from tests.conftest import TINY_SPEC, cli_env, free_port, kill_group, mlflow_runs, run_search, search_cmd
 from trainers.config import trial_config
 
 GOOD = yaml.safe_load(TINY_SPEC)
@@ -216,17 +216,6 @@ def test_verdict_block_names_the_best_point_first_then_its_replicates_then_the_v
 
 
 # ----------------------------------------------------------------------------- integration
-
-
-def mlflow_runs(db: Path, experiment: str):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{db}")
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    return client, parents, children
 
 
 @pytest.mark.integration

@@ -21,7 +21,7 @@ from search.paths import paths_for
 from search.spec import validate_spec
 from search.tracking import Store, Tracker, resolve_store, run_name
 from search.trial import CHECKPOINT, CONFIG, VIEWS
-from tests.conftest import TINY_SPEC, cli_env, free_port, kill_group
+from tests.conftest import TINY_SPEC, cli_env, free_port, kill_group, mlflow_runs
 from trainers.config import TrainConfig
 from trainers.domains import flatten
 
@@ -181,20 +181,11 @@ def test_experiment_is_tagged_for_model_training(store):
 # ----------------------------------------------------------------------------- integration
 
 
-def search_runs(db: Path):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{db}")
-    exp = client.get_experiment_by_name("tiny")
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    return client, exp, [r for r in runs if "mlflow.parentRunId" not in r.data.tags], \
-        [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-
-
 @pytest.mark.integration
 def test_search_leaves_one_parent_and_a_complete_run_per_trial(tiny_search):
     assert tiny_search.rc == 0, tiny_search.out[-3000:]
-    client, exp, parents, children = search_runs(tiny_search.db)
+    client, parents, children = mlflow_runs(tiny_search.db, "tiny")
+    exp = client.get_experiment_by_name("tiny")
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
