@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -36,9 +35,10 @@ from pathlib import Path
 from analysis.store import read_state, write_state
 from search import interrupt
 from search.cluster import Unreachable, check_reachable, prepare_auth, target_address
-from search.lock import ExperimentBusy, ExperimentLock
+from search.lock import ExperimentBusy
 from search.paths import Paths, paths_for
 from search.spec import Spec, SpecError, load_spec
+from search.storage import StorageError, TuneStorage, check_storage, clear_search, experiment_lock, tune_storage
 from search.tracking import Store, StoreUnreachable, check_store, resolve_store
 from trainers.domains import domain_values, flatten
 
@@ -77,13 +77,14 @@ def main(argv: list[str] | None = None) -> int:
         check_device(spec, address)
         store = resolve_store(spec, paths)
         check_store(store)
+        check_storage(spec)  # storage.uri: the bucket answers, with these credentials
         data = load_checked_data(spec)
         if address:
             check_reachable(address)
         prepare_auth(address)  # before anything imports Ray
-        lock = ExperimentLock(paths.lock_file).acquire()
+        lock = experiment_lock(spec, paths).acquire()
         plan = plan_run(spec, paths, args.fresh, store)
-    except (SpecError, UsageError, StoreUnreachable, Unreachable, ExperimentBusy) as err:
+    except (SpecError, UsageError, StoreUnreachable, Unreachable, ExperimentBusy, StorageError) as err:
         if lock is not None:
             lock.release()
         print(f"error: {err}", file=sys.stderr)
@@ -117,17 +118,15 @@ def check_device(spec: Spec, address: str | None) -> None:
                                          f"{cpus}", file=spec.file)
 
 
-def restorable(paths: Paths) -> bool:
-    from ray.tune import Tuner
-
-    return paths.ray_experiment.is_dir() and Tuner.can_restore(str(paths.ray_experiment))
+def restorable(where: TuneStorage) -> bool:
+    return where.restorable()
 
 
 def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) -> Plan:
     state = read_state(paths.root, paths.experiment)
     if fresh:
         return Plan("fresh", state)
-    if state and restorable(paths):
+    if state and restorable(tune_storage(spec, paths)):
         if state.get("fingerprint") != spec.fingerprint():
             raise SpecError(
                 "experiment",
@@ -271,8 +270,7 @@ def open_parent(spec: Spec, paths: Paths, plan: Plan, tracker, experiment_id: st
         return old["parent_run_id"]
     if old and old.get("parent_run_id") and old.get("experiment_id"):
         tracker.delete_search(old["experiment_id"], old["parent_run_id"])
-    shutil.rmtree(paths.ray_storage, ignore_errors=True)
-    shutil.rmtree(paths.mi_cache, ignore_errors=True)
+    clear_search(spec, paths)  # the Ray directory and the MI cache, local or in the bucket
     return new_parent(spec, paths, tracker, experiment_id, tags)
 
 
@@ -320,15 +318,16 @@ def fit(spec: Spec, paths: Paths, plan: Plan, data, verbose: bool):
     from search import space, trial
     from search.callback import MlflowTrials
 
+    where = tune_storage(spec, paths)
     trainable = tune.with_resources(
         tune.with_parameters(trial.trainable, data=data, train_raw=spec.train_raw, metric=spec.search.metric,
-                             cpu=spec.resources.cpu, mi_cache=str(paths.mi_cache)),
+                             cpu=spec.resources.cpu, mi_cache=where.mi_cache),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
     if plan.mode == "resume":
-        print(f"resuming {paths.ray_experiment}", flush=True)
-        tuner = tune.Tuner.restore(str(paths.ray_experiment), trainable, resume_unfinished=True,
-                                   resume_errored=True, restart_errored=False)
+        print(f"resuming {where.display}", flush=True)
+        tuner = tune.Tuner.restore(where.experiment_path, trainable, resume_unfinished=True,
+                                   resume_errored=True, restart_errored=False, storage_filesystem=where.filesystem)
         return tuner.fit()
     s = spec.search
     tuner = tune.Tuner(
@@ -340,7 +339,8 @@ def fit(spec: Spec, paths: Paths, plan: Plan, data, verbose: bool):
         ),
         run_config=tune.RunConfig(
             name=spec.experiment,
-            storage_path=str(paths.ray_storage),
+            storage_path=where.storage_path,
+            storage_filesystem=where.filesystem,
             callbacks=[MlflowTrials(spec, paths.state_file, total=space.total_trials(spec))],
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
@@ -370,7 +370,7 @@ def _banner(spec: Spec, paths: Paths, plan: Plan, info, tracking_uri: str) -> st
     return "\n".join([
         f"viewsearch: experiment '{spec.experiment}' ({plan.mode}) from {spec.file}",
         f"  {where}",
-        f"  Ray results: {paths.ray_experiment}",
+        f"  Ray results: {tune_storage(spec, paths).display}",
         f"  MLflow store: {tracking_uri}",
         dashboard_help(info),
     ])
@@ -386,7 +386,7 @@ def print_summary(results, spec: Spec, paths: Paths, store, experiment_id: str, 
         params = ", ".join(f"{k}={fmt(v)}" for k, v in top.params.items()) or "(spec defaults)"
         print(f"\nbest trial (by validation accuracy): {top.trial_id}  {params}  val_linear_acc "
               f"{top.val_linear_acc:.4f}  (test linear_acc {top.linear_acc:.4f})  mi_nats {top.mi_nats:.3f}")
-    print(f"\nRay results:   {paths.ray_experiment}")
+    print(f"\nRay results:   {tune_storage(spec, paths).display}")
     print(f"MLflow parent run: {parent} (experiment {experiment_id})")
 
 

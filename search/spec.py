@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from analysis.store import EXPERIMENT_NAME_RULE, valid_experiment
+from search.storage import StorageConfig
 from trainers.config import TRAIN_SECTIONS, TrainConfig, _Section, error_key, training_sections, validate_train
 from trainers.domains import domain_values, find_domains, is_domain, resolve, set_path, walk
 from trainers.errors import KeyedError, SpecError
@@ -98,6 +99,7 @@ class _SearchSections(_Section):
     resources: ResourcesConfig = ResourcesConfig()
     tracking: TrackingConfig = TrackingConfig()
     output: OutputConfig = OutputConfig()
+    storage: StorageConfig = StorageConfig()  # search/storage.py
 
     @field_validator("experiment")
     @classmethod
@@ -126,6 +128,7 @@ class Spec:
     tracking: TrackingConfig
     output: OutputConfig
     raw: dict
+    storage: StorageConfig = field(default_factory=StorageConfig)
     file: str | None = None
     overrides: tuple[str, ...] = field(default=())
 
@@ -198,6 +201,7 @@ def validate_spec(raw: Any) -> Spec:
         tracking=sections.tracking,
         output=sections.output,
         raw=copy.deepcopy(raw),
+        storage=sections.storage,
     )
 
 
