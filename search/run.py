@@ -33,12 +33,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.store import read_state, write_state
-from search import interrupt
+from search import interrupt, storage
 from search.cluster import Unreachable, check_reachable, prepare_auth, target_address
 from search.lock import ExperimentBusy
 from search.paths import Paths, paths_for
 from search.spec import Spec, SpecError, load_spec
-from search.storage import StorageError, TuneStorage, check_storage, clear_search, experiment_lock, tune_storage
 from search.tracking import Store, StoreUnreachable, check_store, resolve_store
 from trainers.domains import domain_values, flatten
 
@@ -77,14 +76,14 @@ def main(argv: list[str] | None = None) -> int:
         check_device(spec, address)
         store = resolve_store(spec, paths)
         check_store(store)
-        check_storage(spec)  # storage.uri: the bucket answers, with these credentials
+        storage.check_storage(spec)  # storage.uri: the bucket answers, with these credentials
         data = load_checked_data(spec)
         if address:
             check_reachable(address)
         prepare_auth(address)  # before anything imports Ray
-        lock = experiment_lock(spec, paths).acquire()
+        lock = storage.experiment_lock(spec, paths).acquire()
         plan = plan_run(spec, paths, args.fresh, store)
-    except (SpecError, UsageError, StoreUnreachable, Unreachable, ExperimentBusy, StorageError) as err:
+    except (SpecError, UsageError, StoreUnreachable, Unreachable, ExperimentBusy, storage.StorageError) as err:
         if lock is not None:
             lock.release()
         print(f"error: {err}", file=sys.stderr)
@@ -118,7 +117,7 @@ def check_device(spec: Spec, address: str | None) -> None:
                                          f"{cpus}", file=spec.file)
 
 
-def restorable(where: TuneStorage) -> bool:
+def restorable(where: storage.TuneStorage) -> bool:
     return where.restorable()
 
 
@@ -126,7 +125,7 @@ def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) 
     state = read_state(paths.root, paths.experiment)
     if fresh:
         return Plan("fresh", state)
-    if state and restorable(tune_storage(spec, paths)):
+    if state and restorable(storage.tune_storage(spec, paths)):
         if state.get("fingerprint") != spec.fingerprint():
             raise SpecError(
                 "experiment",
@@ -137,6 +136,7 @@ def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) 
         if store is not None:
             check_not_lost(state, store, paths)
         return Plan("resume", state)
+    storage.refuse_unknown_search(spec, paths, state)  # storage.uri: never clear a search this runs/ does not know
     return Plan("new", state)
 
 
@@ -270,7 +270,7 @@ def open_parent(spec: Spec, paths: Paths, plan: Plan, tracker, experiment_id: st
         return old["parent_run_id"]
     if old and old.get("parent_run_id") and old.get("experiment_id"):
         tracker.delete_search(old["experiment_id"], old["parent_run_id"])
-    clear_search(spec, paths)  # the Ray directory and the MI cache, local or in the bucket
+    storage.clear_search(spec, paths)  # the Ray directory and the MI cache, local or in the bucket
     return new_parent(spec, paths, tracker, experiment_id, tags)
 
 
@@ -318,7 +318,7 @@ def fit(spec: Spec, paths: Paths, plan: Plan, data, verbose: bool):
     from search import space, trial
     from search.callback import MlflowTrials
 
-    where = tune_storage(spec, paths)
+    where = storage.tune_storage(spec, paths)
     trainable = tune.with_resources(
         tune.with_parameters(trial.trainable, data=data, train_raw=spec.train_raw, metric=spec.search.metric,
                              cpu=spec.resources.cpu, mi_cache=where.mi_cache),
@@ -343,7 +343,7 @@ def fit(spec: Spec, paths: Paths, plan: Plan, data, verbose: bool):
             storage_filesystem=where.filesystem,
             callbacks=[MlflowTrials(spec, paths.state_file, total=space.total_trials(spec))],
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=where.num_to_keep),
             verbose=2 if verbose else 0,
         ),
     )
@@ -370,7 +370,7 @@ def _banner(spec: Spec, paths: Paths, plan: Plan, info, tracking_uri: str) -> st
     return "\n".join([
         f"viewsearch: experiment '{spec.experiment}' ({plan.mode}) from {spec.file}",
         f"  {where}",
-        f"  Ray results: {tune_storage(spec, paths).display}",
+        f"  Ray results: {storage.tune_storage(spec, paths).display}",
         f"  MLflow store: {tracking_uri}",
         dashboard_help(info),
     ])
@@ -386,7 +386,7 @@ def print_summary(results, spec: Spec, paths: Paths, store, experiment_id: str, 
         params = ", ".join(f"{k}={fmt(v)}" for k, v in top.params.items()) or "(spec defaults)"
         print(f"\nbest trial (by validation accuracy): {top.trial_id}  {params}  val_linear_acc "
               f"{top.val_linear_acc:.4f}  (test linear_acc {top.linear_acc:.4f})  mi_nats {top.mi_nats:.3f}")
-    print(f"\nRay results:   {tune_storage(spec, paths).display}")
+    print(f"\nRay results:   {storage.tune_storage(spec, paths).display}")
     print(f"MLflow parent run: {parent} (experiment {experiment_id})")
 
 

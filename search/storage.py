@@ -197,6 +197,11 @@ class TuneStorage:
     display: str
     mi_cache: str | dict  # the trials' MI cache: a folder, or a Location as a dict
     filesystem: Any = None
+    # Checkpoints kept per trial. Ray 2.60 deletes a trial's oldest checkpoint before its next
+    # upload of the experiment state, which may still name it; a driver killed in between leaves
+    # a state whose trial cannot resume. On a local disk that upload is a copy; to a bucket it
+    # can lag by seconds, so more are kept there: the state must then miss three epochs' uploads.
+    num_to_keep: int = 2
 
     def restorable(self) -> bool:
         from ray.tune import Tuner
@@ -213,7 +218,20 @@ def tune_storage(spec: Any, paths: Any) -> TuneStorage:
                            str(paths.mi_cache))
     ray_root = f"{loc.bucket}/{loc.key('ray')}"
     return TuneStorage(ray_root, f"{ray_root}/{spec.experiment}", loc.uri("ray", spec.experiment),
-                       loc.as_dict(), s3_filesystem(loc))
+                       loc.as_dict(), s3_filesystem(loc), num_to_keep=4)
+
+
+def refuse_unknown_search(spec: Any, paths: Any, state: dict | None) -> None:
+    """A driver whose ``output.root`` lacks the experiment's ``search.json`` would start afresh and
+    clear the bucket: refuse while the bucket holds a search of that experiment."""
+    if location(spec) is None or state:
+        return
+    where = tune_storage(spec, paths)
+    if where.restorable():
+        raise StorageError(
+            f"storage.uri {spec.storage.uri}: {where.display} holds a search of experiment '{spec.experiment}' that "
+            f"{paths.state_file} does not record (started from another machine or output.root); rerun it there to "
+            "resume, or rerun with --fresh to discard it")
 
 
 def mi_cache_for(ref: str | dict | None):
