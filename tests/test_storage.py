@@ -195,6 +195,23 @@ def test_the_lock_refuses_a_second_search_and_is_taken_over_once_its_holder_is_d
 
 
 @pytest.mark.integration
+def test_a_fresh_search_clears_only_its_own_tune_state_and_mi_cache(aws_env, tmp_path):
+    from search.paths import paths_for
+    from search.storage import clear_search
+
+    client = aws_env.client()
+    keep = ["clear/tiny/search.lock", "clear/tiny2/ray/tiny2/tuner.pkl", "clear/tiny/report.md"]
+    gone = ["clear/tiny/ray/tiny/tuner.pkl", "clear/tiny/ray/tiny/t_0/checkpoint_000000/checkpoint.pt",
+            "clear/tiny/mi_cache/abc.json"]
+    for key in keep + gone:
+        client.put_object(Bucket=BUCKET, Key=key, Body=b"x")
+    spec = storage_spec(aws_env, "clear")
+    clear_search(spec, paths_for(spec, tmp_path))
+    assert sorted(k for k in aws_env.keys(BUCKET, "clear/") if not k.endswith("/")) == sorted(keep)
+    assert not tmp_path.joinpath("runs").exists()
+
+
+@pytest.mark.integration
 def test_a_holder_learns_at_its_next_heartbeat_that_it_lost_the_lease(aws_env):
     from search.lease import Lease
 
@@ -296,7 +313,7 @@ def test_sigkill_then_rerun_resumes_from_the_bucket_alone(seaweed, tmp_path):
     assert _trial_checkpoints(seaweed, "resume")  # the checkpoints are in the bucket
 
     rerun = subprocess.run(search_cmd(spec, *args), check=False, cwd=tmp_path, env=env, capture_output=True,
-                           text=True, timeout=420)
+                           text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert "(resume)" in rerun.stdout and f"resuming s3://{BUCKET}/resume/tiny/ray/tiny" in rerun.stdout
 
