@@ -149,13 +149,17 @@ class MlflowTrials(Callback):
             state["start"] = start
 
     def _log_files(self, trial: Any, state: dict) -> None:
-        folder = state["checkpoint"] or (trial.checkpoint.path if trial.checkpoint else None)
-        if folder is None:
+        checkpoint = state["checkpoint"] or trial.checkpoint
+        if checkpoint is None:
             return
-        folder = Path(folder)
-        self.tracker.log_artifacts(
-            state["run_id"], [("", folder / CONFIG), ("", folder / VIEWS), ("checkpoint", folder / CHECKPOINT)]
-        )
+        try:
+            with checkpoint.as_directory() as folder:  # read in place, or downloaded from storage.uri's bucket
+                folder = Path(folder)
+                self.tracker.log_artifacts(
+                    state["run_id"], [("", folder / CONFIG), ("", folder / VIEWS), ("checkpoint", folder / CHECKPOINT)]
+                )
+        except OSError as err:  # the checkpoint is gone from the bucket: the run keeps its metrics
+            print(f"{PREFIX} warning: trial {trial.trial_id}'s files could not be read ({err})", flush=True)
 
     def _record_finished(self, trial_id: str) -> None:
         """``search.json`` lists the finished trials, so a later run can tell a store that lost them."""
@@ -190,7 +194,7 @@ class MlflowTrials(Callback):
               + (" DIVERGED" if result.get("diverged") else ""), flush=True)
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info) -> None:
-        self._run(trial)["checkpoint"] = checkpoint.path
+        self._run(trial)["checkpoint"] = checkpoint
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
         state = self._run(trial)

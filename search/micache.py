@@ -94,8 +94,11 @@ def cached_mi(
     """``(values, was_cached)``: the stored values for ``key``, or ``measure()`` stored under a lock.
 
     With ``wait=False`` it returns None instead of waiting while another trial measures: that
-    trial trains meanwhile and asks again, waiting, once it has trained.
+    trial trains meanwhile and asks again, waiting, once it has trained. ``folder`` may also be
+    the object-store cache of ``storage.uri`` (``search/objcache.py``), which keeps this contract.
     """
+    if hasattr(folder, "cached_mi"):  # storage.uri: the cache lives in the bucket
+        return folder.cached_mi(key, measure, wait)
     folder.mkdir(parents=True, exist_ok=True)
     name = key_name(key)
     path = folder / f"{name}.json"

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -36,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analysis.store import read_state, write_state
-from search import interrupt, resume
+from search import interrupt, resume, storage
 from search.cluster import Unreachable, check_reachable, prepare_auth, target_address
 from search.failure import failed, trial_failures
-from search.lock import ExperimentBusy, ExperimentLock
+from search.lock import ExperimentBusy
 from search.paths import Paths, paths_for
 from search.preflight import UsageError, check_device, load_checked_data
 from search.spec import Spec, SpecError, load_spec
@@ -89,14 +88,16 @@ def _main(args: argparse.Namespace) -> int:
         check_device(spec, address)
         store = resolve_store(spec, paths)
         check_store(store)
+        storage.check_storage(spec)  # storage.uri: the bucket answers, with these credentials
         data = load_checked_data(spec)
         if address:
             check_reachable(address)
         check_writable(store, spec.experiment)  # after the checks that need no server: it may create the experiment
         prepare_auth(address)  # before anything imports Ray
-        lock = ExperimentLock(paths.lock_file).acquire()
+        lock = storage.experiment_lock(spec, paths).acquire()
         plan = plan_run(spec, paths, args.fresh, store)
-    except (SpecError, UsageError, StoreUnreachable, Unreachable, ExperimentBusy, resume.ResumeRefused) as err:
+    except (SpecError, UsageError, StoreUnreachable, Unreachable, ExperimentBusy, resume.ResumeRefused,
+            storage.StorageError) as err:
         if lock is not None:
             lock.release()
         print(f"error: {err}", file=sys.stderr)
@@ -114,20 +115,18 @@ def _main(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- checks (nothing created)
 
 
-def restorable(paths: Paths) -> bool:
-    from ray.tune import Tuner
-
-    return paths.ray_experiment.is_dir() and Tuner.can_restore(str(paths.ray_experiment))
+def restorable(where: storage.TuneStorage) -> bool:
+    return where.restorable()
 
 
 def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) -> Plan:
     state = read_state(paths.root, paths.experiment)
-    if state is None and paths.state_file.exists() and not fresh and restorable(paths):
+    if state is None and paths.state_file.exists() and not fresh and restorable(storage.tune_storage(spec, paths)):
         raise UsageError(f"{paths.state_file} cannot be read, so the search in {paths.experiment_dir} cannot be "
                          f"checked before it resumes; nothing was started. {resume.FRESH}")
     if fresh:
         return Plan("fresh", state)
-    if state and restorable(paths):
+    if state and restorable(storage.tune_storage(spec, paths)):
         if state.get("fingerprint") != spec.fingerprint():
             raise SpecError(
                 "experiment",
@@ -141,6 +140,7 @@ def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) 
                 print(f"note: {note}", flush=True)
             state = read_state(paths.root, paths.experiment)
         return Plan("resume", state)
+    storage.refuse_unknown_search(spec, paths, state)  # storage.uri: never clear a search this runs/ does not know
     return Plan("new", state)
 
 
@@ -238,8 +238,7 @@ def open_parent(spec: Spec, paths: Paths, plan: Plan, tracker, experiment_id: st
         return old["parent_run_id"]
     if old and old.get("parent_run_id") and old.get("experiment_id"):
         tracker.delete_search(old["experiment_id"], old["parent_run_id"])
-    shutil.rmtree(paths.ray_storage, ignore_errors=True)
-    shutil.rmtree(paths.mi_cache, ignore_errors=True)
+    storage.clear_search(spec, paths)  # the Ray directory and the MI cache, local or in the bucket
     return new_parent(spec, paths, tracker, experiment_id, tags)
 
 
@@ -291,16 +290,17 @@ def fit(spec: Spec, paths: Paths, plan: Plan, data, verbose: bool):
     from search import callback, space, trial
     from search.callback import MlflowTrials
 
+    where = storage.tune_storage(spec, paths)
     trainable = tune.with_resources(
         tune.with_parameters(trial.trainable, data=data, train_raw=spec.train_raw, metric=spec.search.metric,
-                             cpu=spec.resources.cpu, mi_cache=str(paths.mi_cache)),
+                             cpu=spec.resources.cpu, mi_cache=where.mi_cache),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
     callback.bind(paths.state_file)  # this place's search.json, not the path pickled in tuner.pkl
     if plan.mode == "resume":
-        print(f"resuming {paths.ray_experiment}", flush=True)
-        tuner = tune.Tuner.restore(str(paths.ray_experiment), trainable, resume_unfinished=True,
-                                   resume_errored=True, restart_errored=False)
+        print(f"resuming {where.display}", flush=True)
+        tuner = tune.Tuner.restore(where.experiment_path, trainable, resume_unfinished=True,
+                                   resume_errored=True, restart_errored=False, storage_filesystem=where.filesystem)
         return tuner.fit()
     s = spec.search
     tuner = tune.Tuner(
@@ -312,10 +312,11 @@ def fit(spec: Spec, paths: Paths, plan: Plan, data, verbose: bool):
         ),
         run_config=tune.RunConfig(
             name=spec.experiment,
-            storage_path=str(paths.ray_storage),
+            storage_path=where.storage_path,
+            storage_filesystem=where.filesystem,
             callbacks=[MlflowTrials(spec, paths.state_file, total=space.total_trials(spec))],
             failure_config=tune.FailureConfig(max_failures=s.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=where.num_to_keep),
             verbose=2 if verbose else 0,
         ),
     )
@@ -342,7 +343,7 @@ def _banner(spec: Spec, paths: Paths, plan: Plan, info, tracking_uri: str) -> st
     return "\n".join([
         f"viewsearch: experiment '{spec.experiment}' ({plan.mode}) from {spec.file}",
         f"  {where}",
-        f"  Ray results: {paths.ray_experiment}",
+        f"  Ray results: {storage.tune_storage(spec, paths).display}",
         f"  MLflow store: {tracking_uri}",
         dashboard_help(info),
     ])
@@ -352,7 +353,7 @@ def print_summary(results, spec: Spec, paths: Paths, store, experiment_id: str, 
     from search.summary import rows, table
 
     print("\n" + table(rows(results)))  # the best point and the verdict follow, from the report
-    print(f"\nRay results:   {paths.ray_experiment}")
+    print(f"\nRay results:   {storage.tune_storage(spec, paths).display}")
     print(f"MLflow parent run: {parent} (experiment {experiment_id})")
 
 

@@ -26,6 +26,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from analysis.settings import AnalysisConfig
 from analysis.store import EXPERIMENT_NAME_RULE, valid_experiment
+from search.storage import StorageConfig
 from trainers.config import TRAIN_SECTIONS, TrainConfig, _Section, error_key, training_sections, validate_train
 from trainers.domains import domain_values, find_domains, is_domain, resolve, set_path, walk
 from trainers.errors import KeyedError, SpecError
@@ -101,6 +102,7 @@ class _SearchSections(_Section):
     tracking: TrackingConfig = TrackingConfig()
     output: OutputConfig = OutputConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+    storage: StorageConfig = StorageConfig()  # search/storage.py
 
     @field_validator("experiment")
     @classmethod
@@ -130,6 +132,7 @@ class Spec:
     output: OutputConfig
     raw: dict
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     file: str | None = None
     overrides: tuple[str, ...] = field(default=())
 
@@ -203,6 +206,7 @@ def validate_spec(raw: Any) -> Spec:
         output=sections.output,
         raw=copy.deepcopy(raw),
         analysis=sections.analysis,
+        storage=sections.storage,
     )
 
 

@@ -222,10 +222,12 @@ def _older_checkpoints(newest: Path | None) -> list[Path]:
     return [p for p in found if newest is None or p.resolve() != newest.resolve()]
 
 
-def trainable(config: dict, *, data: Any, train_raw: dict, metric: str, cpu: float, mi_cache: str | None = None) -> None:
+def trainable(config: dict, *, data: Any, train_raw: dict, metric: str, cpu: float,
+              mi_cache: str | dict | None = None) -> None:
     """Tune's function trainable (wrapped with ``tune.with_parameters`` by the driver)."""
     from ray import tune
 
+    from search.storage import mi_cache_for
     from search.tracking import run_name
 
     cfg = trial_config(train_raw, config, cpu)
@@ -233,7 +235,7 @@ def trainable(config: dict, *, data: Any, train_raw: dict, metric: str, cpu: flo
     def report(result: dict, folder: Path) -> None:
         tune.report(result, checkpoint=tune.Checkpoint.from_directory(str(folder)))
 
-    cache = Path(mi_cache) if mi_cache else None
+    cache = mi_cache_for(mi_cache)  # a folder, or the bucket's cache when storage.uri is set
     caption = run_name(config)
     checkpoint = tune.get_checkpoint()
     restore_dir = Path(tempfile.mkdtemp(prefix="trial-restore-"))
