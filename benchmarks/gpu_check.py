@@ -48,6 +48,7 @@ from benchmarks.gpucheck.common import (
     save_bundle,
     tinted,
 )
+from trainers.data import DatasetError
 
 DEFAULT_DATA = "/usr/share/datasets/fashion-mnist"
 CIFAR_FOLDER = "cifar-10-batches-py"
@@ -63,7 +64,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     p.add_argument("--tiny", action="store_true", help="toy sizes: a CPU dry run in a minute or two")
     p.add_argument("--minutes", type=float, help="the whole run's budget (default 7.5; --tiny 3)")
-    p.add_argument("--sources-minutes", type=float, help="the sources section's share (default 3; --tiny 1)")
+    p.add_argument("--sources-minutes", type=float, help="the sources section's share (default 3.5; --tiny 1)")
     p.add_argument("--seeds", type=int, default=2, help="ring runs per arm (at least 2)")
     return p.parse_args(argv)
 
@@ -153,6 +154,39 @@ def per_process_rate(share: dict, runs: int) -> float | None:
     return done[count]["total_imgs_per_s"] / count
 
 
+def build_meta(args, sizes, device: torch.device, minutes: float, sources_minutes: float) -> dict:
+    on_cpu = device.type == "cpu"
+    return {
+        "device": device.type, "device_name": device_name(device), "torch": torch.__version__,
+        "kornia": __import__("kornia").__version__, "python": platform.python_version(), "tiny": args.tiny,
+        "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "budget_minutes": minutes,
+        "sources_minutes": sources_minutes, "seeds": args.seeds, "sizes": sizes.as_dict(), "argv": sys.argv[1:],
+        "bf16_autocast": not on_cpu, "channels_last": True, "compile_backend": "aot_eager" if on_cpu else "inductor",
+        "compile_note": ("on the CPU the views of one source are compiled with the aot_eager backend (tracing and "
+                         "autograd, no code generation: inductor takes minutes on this CPU) and the model is not "
+                         "compiled") if on_cpu else "inductor; views with CUDA graphs as trainer.compile_views",
+    }
+
+
+def run_sections(report: Report, args, sizes, device: torch.device, clock: Clock, root: Path, bundles: dict,
+                 work: Path) -> None:
+    on_cpu = device.type == "cpu"
+    report.section("learning", lambda: learning.measure(bundles["gray"][0], sizes, device))
+    deadline = clock.elapsed() + 60 * report.data["meta"]["sources_minutes"]
+    compile_sources = ("augment_random_erasing",) if on_cpu else tuple(sources.SOURCES)
+    report.section("sources", lambda: {"by_source": sources.measure_all(
+        bundles, sizes, device, clock, deadline, compile_sources, report.data["meta"]["compile_backend"],
+        compile_model=not on_cpu, log=report.log)})
+    # on the GPU the ring needs what is left; the dry run must finish every section however busy the CPU
+    share_deadline = (clock.seconds - RESERVE_S if args.tiny
+                      else clock.elapsed() + len(sizes.share_procs) * (sizes.share_seconds + 30))
+    share = report.section("sharing", lambda: sharing.measure(bundles["gray"][1], sizes, device, clock,
+                                                              share_deadline, log=report.log))
+    report.section("ring", lambda: ring.measure(
+        root, sizes, device.type, args.seeds, clock, clock.seconds - RESERVE_S,
+        per_process_rate(share, 2 * args.seeds), work, args.out, args.tiny, log=report.log))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
@@ -162,41 +196,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sizes = TINY if args.tiny else GPU
     minutes = args.minutes or (3.0 if args.tiny else 7.5)
-    sources_minutes = args.sources_minutes or (1.0 if args.tiny else 3.0)
     clock = Clock(60 * minutes)
-    args.out.mkdir(parents=True, exist_ok=True)
-    compiled_on_cpu = device.type == "cpu"
-    meta = {
-        "device": device.type, "device_name": device_name(device), "torch": torch.__version__,
-        "kornia": __import__("kornia").__version__, "python": platform.python_version(), "tiny": args.tiny,
-        "started_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "budget_minutes": minutes,
-        "sources_minutes": sources_minutes, "seeds": args.seeds, "sizes": sizes.as_dict(), "argv": sys.argv[1:],
-        "bf16_autocast": device.type == "cuda", "channels_last": True,
-        "compile_backend": "aot_eager" if compiled_on_cpu else "inductor",
-        "compile_note": ("on the CPU the views of one source are compiled with the aot_eager backend (tracing and "
-                         "autograd, no code generation: inductor takes minutes on this CPU) and the model is not "
-                         "compiled") if compiled_on_cpu else "inductor; views with CUDA graphs as trainer.compile_views",
-    }
-    report = Report(args.out, meta)
-    report.write()
+    meta = build_meta(args, sizes, device, minutes, args.sources_minutes or (1.0 if args.tiny else 3.5))
     with tempfile.TemporaryDirectory(prefix="gpu_check_") as tmp:
         work = Path(tmp)
-        root, bundles = prepare_data(args, sizes, device, work)
+        try:
+            root, bundles = prepare_data(args, sizes, device, work)
+        except DatasetError as err:  # a file that is there but unreadable: refused before --out is made
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         meta["data"] = {kind: what for kind, (_, _, what) in bundles.items()}
-        report.section("learning", lambda: learning.measure(bundles["gray"][0], sizes, device))
-        deadline = clock.elapsed() + 60 * sources_minutes
-        compile_sources = ("augment_random_erasing",) if compiled_on_cpu else tuple(sources.SOURCES)
-        report.section("sources", lambda: {"by_source": sources.measure_all(
-            bundles, sizes, device, clock, deadline, compile_sources, meta["compile_backend"],
-            compile_model=not compiled_on_cpu, log=report.log)})
-        # on the GPU the ring needs what is left; the dry run must finish every section however busy the CPU
-        share_deadline = (clock.seconds - RESERVE_S if args.tiny
-                          else clock.elapsed() + len(sizes.share_procs) * (sizes.share_seconds + 30))
-        share = report.section("sharing", lambda: sharing.measure(bundles["gray"][1], sizes, device, clock,
-                                                                  share_deadline, log=report.log))
-        report.section("ring", lambda: ring.measure(
-            root, sizes, device.type, args.seeds, clock, clock.seconds - RESERVE_S,
-            per_process_rate(share, 2 * args.seeds), work, args.out, args.tiny, log=report.log))
+        args.out.mkdir(parents=True, exist_ok=True)
+        report = Report(args.out, meta)
+        report.write()
+        run_sections(report, args, sizes, device, clock, root, bundles, work)
     meta["seconds_total"] = clock.elapsed()
     print_summary(report)
     report.write()

@@ -37,7 +37,7 @@ MEASUREMENT = {"status": str, "reason": OPT_STR, "seconds": OPT_NUM, "imgs_per_s
                "share_of_model_step": OPT_NUM}
 MEASUREMENTS = ("views_eager", "model_step_eager", "full_step_eager", "views_compiled_graphs", "views_compiled_no_graphs",
                 "model_step_compiled", "full_step_compiled_graphs", "full_step_compiled_no_graphs")
-SOURCES = ("augment", "augment_random_erasing", "augment_randaugment", "patches", "channels", "frequency", "toy")
+SOURCES = ("augment", "augment_random_erasing", "patches", "channels", "frequency", "toy", "augment_randaugment")
 SHARING = {"status": str, "reason": OPT_STR, "source": str, "batch": int, "backbone": str, "seconds_each": NUM,
            "processes": dict}
 SHARE = {"status": str, "reason": OPT_STR, "total_imgs_per_s": OPT_NUM, "per_process": (list, type(None))}
@@ -99,17 +99,23 @@ def test_cuda_asked_for_and_absent_exits_2_creating_nothing(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    proc = run_check(tmp_path / "out", timeout=120)
+    proc = run_check(tmp_path / "out", timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert "--device cuda" in proc.stderr and "no CUDA device" in proc.stderr
     assert not (tmp_path / "out").exists()
 
 
-def test_a_data_folder_without_the_idx_files_exits_2_naming_them(tmp_path):
+def test_a_data_folder_without_readable_idx_files_exits_2_naming_them(tmp_path):
     (tmp_path / "data").mkdir()
-    proc = run_check(tmp_path / "out", "--tiny", "--device", "cpu", "--data", str(tmp_path / "data"), timeout=120)
+    proc = run_check(tmp_path / "out", "--tiny", "--device", "cpu", "--data", str(tmp_path / "data"), timeout=300)
     assert proc.returncode == 2, proc.stderr
     assert "--data" in proc.stderr and "train-images-idx3-ubyte" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (tmp_path / "data" / stem).write_bytes(b"not an IDX file")
+    proc = run_check(tmp_path / "out", "--tiny", "--device", "cpu", "--data", str(tmp_path / "data"), timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "train-images-idx3-ubyte" in proc.stderr and "not an IDX file" in proc.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -54,7 +54,7 @@ class Sizes:
 
 
 GPU = Sizes(backbone="resnet18_cifar", width=64, image_size=32, batch=512, n_images=8192, warmup=10, reps=20,
-            learn_steps=300, learn_batch=256, share_procs=(1, 2, 4), share_seconds=10.0, ring_batch=256,
+            learn_steps=300, learn_batch=256, share_procs=(1, 2, 4), share_seconds=6.0, ring_batch=256,
             ring_subset=None, ring_test_subset=None, ring_max_steps=None, ring_linear_epochs=30, ring_overhead_s=45.0)
 TINY = Sizes(backbone="convnet", width=8, image_size=16, batch=32, n_images=512, warmup=1, reps=3,
              learn_steps=40, learn_batch=32, share_procs=(1, 2, 4), share_seconds=1.0, ring_batch=32,
