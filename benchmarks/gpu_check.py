@@ -203,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             root, bundles = prepare_data(args, sizes, device, work)
         except DatasetError as err:  # a file that is there but unreadable: refused before --out is made
-            print(f"error: {err}", file=sys.stderr)
+            links = str(work / "fmnist" / "FashionMNIST" / "raw")  # name the user's folder, not the links
+            print(f"error: --data: {str(err).replace(links, str(args.data))}", file=sys.stderr)
             return 2
         meta["data"] = {kind: what for kind, (_, _, what) in bundles.items()}
         args.out.mkdir(parents=True, exist_ok=True)
