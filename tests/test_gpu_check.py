@@ -99,7 +99,7 @@ def test_cuda_asked_for_and_absent_exits_2_creating_nothing(tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    proc = run_check(tmp_path / "out", timeout=300)
+    proc = run_check(tmp_path / "out", timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert "--device cuda" in proc.stderr and "no CUDA device" in proc.stderr
     assert not (tmp_path / "out").exists()
@@ -107,13 +107,13 @@ def test_cuda_asked_for_and_absent_exits_2_creating_nothing(tmp_path):
 
 def test_a_data_folder_without_readable_idx_files_exits_2_naming_them(tmp_path):
     (tmp_path / "data").mkdir()
-    proc = run_check(tmp_path / "out", "--tiny", "--device", "cpu", "--data", str(tmp_path / "data"), timeout=300)
+    proc = run_check(tmp_path / "out", "--tiny", "--device", "cpu", "--data", str(tmp_path / "data"), timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert "--data" in proc.stderr and "train-images-idx3-ubyte" in proc.stderr
     assert not (tmp_path / "out").exists()
     for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
         (tmp_path / "data" / stem).write_bytes(b"not an IDX file")
-    proc = run_check(tmp_path / "out", "--tiny", "--device", "cpu", "--data", str(tmp_path / "data"), timeout=300)
+    proc = run_check(tmp_path / "out", "--tiny", "--device", "cpu", "--data", str(tmp_path / "data"), timeout=600)
     assert proc.returncode == 2, proc.stderr
     assert "train-images-idx3-ubyte" in proc.stderr and "not an IDX file" in proc.stderr
     assert not (tmp_path / "out").exists()
