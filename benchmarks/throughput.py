@@ -141,13 +141,13 @@ def measure_steps(
     if compile_model or compile_views:
         start = time.perf_counter()
         model_step()
-        trainer._step(idx)
+        trainer.step(idx)
         sync(device)
         out[f"compile_seconds{suffix}"] = time.perf_counter() - start
     t_model = median_time(model_step, device, args.warmup, args.reps)
     out[f"c_model_step{suffix}"] = {"seconds": t_model, "imgs_per_s": args.batch / t_model}
     perm = torch.randperm(data.train_x.shape[0], device=device)[: args.batch]
-    t_full = median_time(lambda: trainer._step(perm), device, args.warmup, args.reps)
+    t_full = median_time(lambda: trainer.step(perm), device, args.warmup, args.reps)
     out[f"d_full_step{suffix}"] = {
         "seconds": t_full,
         "imgs_per_s": args.batch / t_full,
@@ -177,12 +177,12 @@ def _worker(args_dict, seconds, barrier, queue) -> None:
     trainer = Trainer(config(args), synthetic_bundle(max(4 * args.batch, 2048), args.channels, args.size, device))
     perm = torch.randperm(trainer.data.train_x.shape[0], device=device)[: args.batch]
     for _ in range(args.warmup):
-        trainer._step(perm)
+        trainer.step(perm)
     sync(device)
     barrier.wait()
     start, steps = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
-        trainer._step(perm)
+        trainer.step(perm)
         steps += 1
         if steps % 5 == 0:
             sync(device)

@@ -44,7 +44,7 @@ def test_trainer_follows_the_schedule_and_resumes_exactly(tmp_path):
     seen = []
     for _ in range(2):
         for _ in range(full.steps_per_epoch):
-            full._step(torch.arange(32))
+            full.step(torch.arange(32))
             seen.append(full.optimizer.param_groups[0]["lr"])
     total, warmup = 2 * full.steps_per_epoch, round(0.5 * full.steps_per_epoch)
     assert seen == pytest.approx([0.01 * reference_factor(s, total, warmup) for s in range(total)])

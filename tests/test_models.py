@@ -44,7 +44,7 @@ def test_channels_last_is_a_layout_change_only():
     def run(channels_last: bool) -> tuple[Trainer, list[float]]:
         cfg = tiny_train_config(seed=3, channels_last=channels_last)
         trainer = Trainer(cfg, load_data(cfg.dataset))
-        return trainer, [trainer._step(torch.arange(i * 32, (i + 1) * 32)).item() for i in range(3)]
+        return trainer, [trainer.step(torch.arange(i * 32, (i + 1) * 32)).item() for i in range(3)]
 
     nhwc, nhwc_losses = run(True)
     nchw, nchw_losses = run(False)

@@ -113,10 +113,14 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = t.lr * factor
 
-    def _step(self, idx: torch.Tensor) -> torch.Tensor:
+    def step(self, idx: torch.Tensor, views: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> torch.Tensor:
+        """One optimisation step on the training images ``idx``; the loss stays on the device (no sync).
+
+        ``views`` skips making them: a benchmark times the model step alone through the same code.
+        """
         lower, upper = self.schedule.bounds(self.global_step)
         self._set_lr()
-        v1, v2 = self.make_pairs(idx, self.method.views_per_step == 2)
+        v1, v2 = views if views is not None else self.make_pairs(idx, self.method.views_per_step == 2)
         if self.cfg.trainer.channels_last:
             v1 = v1.contiguous(memory_format=torch.channels_last)
             v2 = v2.contiguous(memory_format=torch.channels_last) if v2 is not None else None
@@ -137,7 +141,7 @@ class Trainer:
         total = torch.zeros((), device=self.device)
         start = time.perf_counter()
         for i in range(self.steps_per_epoch):
-            total += self._step(perm[i * bs : (i + 1) * bs])
+            total += self.step(perm[i * bs : (i + 1) * bs])
             if progress is not None:
                 progress(i + 1, bs * (i + 1) / (time.perf_counter() - start))
         train_loss = (total / self.steps_per_epoch).item()  # the epoch's one host sync
