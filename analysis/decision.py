@@ -211,10 +211,12 @@ def classify(effects: dict, lines: dict, rule: Rule) -> tuple[str, str]:
                              "falls significantly to the minimal-MI point, and both of the two lines are significant")
     if _below(end, d) and not _above(fall, d):
         return "decreasing", ("decreasing: the minimal-MI point is significantly more accurate than the maximal-MI "
-                              "point, and no interior point stands significantly above the minimal-MI end")
+                              f"point, and no interior point stands above the minimal-MI end by a shown effect (CI above 0 and at "
+                              f"least {d:g})")
     if _above(end, d) and not _above(rise, d):
         return "increasing", ("increasing: the maximal-MI point is significantly more accurate than the minimal-MI "
-                              "point, and no interior point stands significantly above the maximal-MI end")
+                              f"point, and no interior point stands above the maximal-MI end by a shown effect (CI above 0 and at "
+                              f"least {d:g})")
     return "inconclusive", "inconclusive: " + _why_not(effects, lines, rule, fall_p)
 
 
