@@ -21,7 +21,6 @@ import argparse
 import json
 import multiprocessing as mp
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.gpucheck.common import median_time, sync
 from trainers.config import TrainConfig, validate_train
 from trainers.data import DataBundle
 from trainers.objectives import ring_sample
@@ -39,26 +39,6 @@ from trainers.views import stock_kornia_pipeline
 
 # The stock pipeline's settings: RandomResizedCrop, flip, ColorJitter p=0.8, grayscale p=0.2, blur p=0.5.
 STOCK_VIEWS = {"strength": 1.0, "solarize_p": 0.0, "rotation_degrees": 0.0}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def median_time(fn, device: torch.device, warmup: int, reps: int, inner: int = 1) -> float:
-    """Median seconds per call of ``fn`` (each timed block runs it ``inner`` times)."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        sync(device)
-        times.append((time.perf_counter() - start) / inner)
-    return statistics.median(times)
 
 
 def synthetic_bundle(n: int, channels: int, size: int, device: torch.device) -> DataBundle:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import pickle
 import sqlite3
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -135,11 +136,17 @@ def newest_state_file(folder: Path) -> Path | None:
     return files[-1] if files else None
 
 
-def read_tune_trials(folder: Path) -> tuple[Path, list[dict]]:
-    """``(state file, [{trial_id, config, status}])`` from Tune's newest state; ResumeRefused if unreadable."""
+def read_tune_trials(folder: Path, shown: str | None = None) -> tuple[Path, list[dict]]:
+    """``(state file, [{trial_id, config, status}])`` from Tune's newest state; ResumeRefused if unreadable.
+    ``shown``: where the files really are (a bucket), for the messages."""
     path = newest_state_file(folder)
     if path is None:
-        raise ResumeRefused(f"{folder} holds no experiment_state-*.json; {FRESH}")
+        raise ResumeRefused(f"{shown or folder} holds no experiment_state-*.json; {FRESH}")
+    if shown:
+        try:
+            return read_tune_trials(folder)
+        except ResumeRefused as err:
+            raise ResumeRefused(str(err).replace(str(folder), shown)) from None
     try:
         data = json.loads(path.read_text())
         trials = []
@@ -159,7 +166,7 @@ def read_tune_trials(folder: Path) -> tuple[Path, list[dict]]:
     return path, trials
 
 
-def _damaged(path: Path, why: str) -> ResumeRefused:
+def _damaged(path: Path | str, why: str) -> ResumeRefused:
     return ResumeRefused(
         f"Tune's state {path} is damaged: {why}. Resuming from it would lose or re-run trials, so nothing was "
         f"started; the trials logged so far are untouched in MLflow. To start over, {FRESH}"
@@ -194,7 +201,14 @@ def point_problem(config: dict, spec: Spec) -> str | None:
 def check_tune_state(spec: Spec, state: dict, paths: Paths, total: int, logged: set[str]) -> None:
     """Tune's restore must bring back this search: ``total`` its trial count, ``logged`` the trial ids
     whose MLflow runs hold results."""
-    path, trials = read_tune_trials(paths.ray_experiment)
+    from search.storage import tune_storage
+
+    where = tune_storage(spec, paths)
+    with tempfile.TemporaryDirectory(prefix="viewsearch-tune-state-") as tmp:
+        folder = where.state_files(Path(tmp))
+        path, trials = read_tune_trials(folder, None if where.filesystem is None else where.display)
+    if where.filesystem is not None:
+        path = f"{where.display}/{path.name}"  # the bucket's file, not the copy just checked
     ids = {t["trial_id"] for t in trials}
     for trial in trials:
         problem = point_problem(trial["config"], spec)
@@ -234,3 +248,91 @@ def verify(spec: Spec, state: dict, paths: Paths, store: Store, default_store: b
 
 def is_default_store(spec: Spec, store: Store, paths: Paths) -> bool:
     return store.uri == sqlite_uri(paths.root) and not spec.tracking.uri
+
+
+# --------------------------------------------------------------------------- 4. Tune's searcher state
+
+
+def relocate_searcher_state(paths: Paths) -> int:
+    """Point the searcher's saved state at this place's Ray folder; returns the files rewritten.
+
+    Why: Tune rebases the trials of its experiment state on the folder it restores from, but the
+    searcher's own pickle (``basic-variant-state-*.json``, Optuna's) keeps the absolute Ray folder of
+    the place the search began, and the trials it has yet to create would checkpoint there: into the
+    original of a copied ``runs/``, or onto the disk it was moved from."""
+    from ray import cloudpickle
+
+    new = str(paths.ray_storage)
+    rewritten = 0
+    for path in sorted(paths.ray_experiment.glob("*-state-*")):
+        if path.name.startswith("experiment_state-"):
+            continue
+        with open(path, "rb") as f:
+            obj = pickle.load(f)
+        old = _old_ray_root(_strings(obj), paths)
+        if old is None or old == new:
+            continue
+        obj = _rebase(obj, old, new)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as f:
+            cloudpickle.dump(obj, f)
+        tmp.replace(path)
+        rewritten += 1
+    return rewritten
+
+
+def _children(obj: Any) -> list[Any]:
+    if isinstance(obj, dict):
+        return [*obj.keys(), *obj.values()]
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return list(obj)
+    return list(vars(obj).values()) if hasattr(obj, "__dict__") and not isinstance(obj, type) else []
+
+
+def _strings(obj: Any, seen: set[int] | None = None, depth: int = 0) -> list[str]:
+    seen = set() if seen is None else seen
+    if isinstance(obj, str):
+        return [obj]
+    if id(obj) in seen or depth > 20:
+        return []
+    seen.add(id(obj))
+    return [s for child in _children(obj) for s in _strings(child, seen, depth + 1)]
+
+
+def _old_ray_root(strings: list[str], paths: Paths) -> str | None:
+    """The absolute ``.../<experiment>/ray`` folder the state was written for, if it names one."""
+    for s in strings:
+        p = Path(s)
+        if p.is_absolute() and p.name == paths.experiment and p.parent.name == "ray" \
+                and p.parent.parent.name == paths.experiment:
+            return str(p.parent)
+        if p.is_absolute() and p.name == "ray" and p.parent.name == paths.experiment:
+            return str(p)
+    return None
+
+
+def _rebase(obj: Any, old: str, new: str, seen: dict[int, Any] | None = None, depth: int = 0) -> Any:
+    """``obj`` with every string under ``old`` moved under ``new`` (objects changed in place)."""
+    seen = {} if seen is None else seen
+    if isinstance(obj, str):
+        return new + obj[len(old):] if obj == old or obj.startswith(old + "/") else obj
+    if id(obj) in seen or depth > 20:
+        return seen.get(id(obj), obj)
+    seen[id(obj)] = obj
+    if isinstance(obj, dict):
+        for k in list(obj):
+            obj[k] = _rebase(obj[k], old, new, seen, depth + 1)
+        return obj
+    if isinstance(obj, list):
+        obj[:] = [_rebase(v, old, new, seen, depth + 1) for v in obj]
+        return obj
+    if isinstance(obj, tuple):
+        return type(obj)(*(_rebase(v, old, new, seen, depth + 1) for v in obj)) if hasattr(obj, "_fields") \
+            else tuple(_rebase(v, old, new, seen, depth + 1) for v in obj)
+    if hasattr(obj, "__dict__") and not isinstance(obj, type):
+        for k, v in list(vars(obj).items()):
+            try:
+                setattr(obj, k, _rebase(v, old, new, seen, depth + 1))
+            except AttributeError:  # a read-only property's backing field: leave it
+                pass
+    return obj

@@ -298,6 +298,8 @@ def fit(spec: Spec, paths: Paths, plan: Plan, data, verbose: bool):
     )
     callback.bind(paths.state_file)  # this place's search.json, not the path pickled in tuner.pkl
     if plan.mode == "resume":
+        if where.filesystem is None:
+            resume.relocate_searcher_state(paths)  # a moved runs/: new trials checkpoint here, not there
         print(f"resuming {where.display}", flush=True)
         tuner = tune.Tuner.restore(where.experiment_path, trainable, resume_unfinished=True,
                                    resume_errored=True, restart_errored=False, storage_filesystem=where.filesystem)

@@ -211,6 +211,22 @@ class TuneStorage:
         return Tuner.can_restore(self.experiment_path, storage_filesystem=self.filesystem)
 
 
+    def state_files(self, dest: Path) -> Path:
+        """Tune's own state files (the experiment state and the searcher's, not the trials' folders)
+        copied into ``dest``, so a resume can check them before it trusts them; the local folder
+        itself when there is no bucket."""
+        if self.filesystem is None:
+            return Path(self.experiment_path)
+        from pyarrow import fs
+
+        dest.mkdir(parents=True, exist_ok=True)
+        for info in self.filesystem.get_file_info(fs.FileSelector(self.experiment_path, allow_not_found=True)):
+            if info.type == fs.FileType.File and "state-" in info.base_name:
+                with self.filesystem.open_input_stream(info.path) as src:
+                    (dest / info.base_name).write_bytes(src.read())
+        return dest
+
+
 def tune_storage(spec: Any, paths: Any) -> TuneStorage:
     loc = location(spec)
     if loc is None:

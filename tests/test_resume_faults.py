@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
 from pathlib import Path
@@ -59,8 +60,32 @@ def killed(tmp_path_factory) -> Path:
     finally:
         kill_group(proc.pid)
     assert list((cwd / "runs" / "tiny" / "mi_cache").glob("*.json")), "".join(lines)[-2000:]
+    kill_orphaned_ray_workers()
     settle(cwd)
     return cwd
+
+
+def kill_orphaned_ray_workers() -> None:
+    """SIGKILL the trial workers the killed driver's Ray left behind: they run in process groups of
+    their own, now orphans, and would go on writing checkpoints into the original folder for a
+    while. Workers of a living Ray (whose parent is its raylet) are left alone."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        try:
+            parent = Path(f"/proc/{ppid}/cmdline").read_bytes()
+        except OSError:
+            parent = b""
+        if cmdline.startswith(b"ray::") and b"raylet" not in parent:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def settle(folder: Path, quiet_s: float = 8, timeout: float = 180) -> None:

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from ray.tune import Checkpoint
 
 from analysis.store import EPOCH_METRICS, FINAL_METRICS, FLOOR_METRICS, shown
 from search.callback import MlflowTrials
@@ -95,7 +96,7 @@ def make_search(tracker: Tracker, folder: Path) -> tuple[str, str, Path]:
 def fake_trial(trial_id: str, checkpoint: Path | None = None, last: dict | None = None, status: str = "RUNNING"):
     config = {"views.strength": 0.5, "negatives.lower": 0.0, "negatives.upper": 0.5}
     return SimpleNamespace(trial_id=trial_id, config=config, last_result=last or {}, status=status,
-                           checkpoint=SimpleNamespace(path=str(checkpoint)) if checkpoint else None,
+                           checkpoint=Checkpoint.from_directory(str(checkpoint)) if checkpoint else None,
                            run_metadata=SimpleNamespace(num_failures=1), error_file=None)
 
 
@@ -129,7 +130,7 @@ def test_one_run_per_trial_across_a_driver_restart(store, tmp_path):
     again.on_trial_result(0, [], trial, epoch(2, start_epoch=1.0))  # resumed from epoch 1: epoch 2 again
     last = epoch(3, linear_acc=0.7, val_linear_acc=0.72, knn_acc=0.6, start_epoch=1.0)
     again.on_trial_result(0, [], trial, last)
-    again.on_checkpoint(0, [], trial, SimpleNamespace(path=str(folder)))
+    again.on_checkpoint(0, [], trial, Checkpoint.from_directory(str(folder)))
     again.on_trial_complete(0, [], fake_trial("t1", folder, last))
 
     children = store.children(exp, parent)
