@@ -268,3 +268,22 @@ def write_landing_view(
     state = view_state(searched_params, metrics, sort_metric, descending, **state_options)
     client.set_experiment_tag(experiment_id, TAG_PREFIX + key, encode_view_state(state))
     return key
+
+
+def search_link(spec: Any, store: Any, experiment_id: str) -> str:
+    """The runs table of this experiment, best first by validation accuracy, with the searched
+    params and the accuracies as columns, one group per point (its replicates averaged): an
+    MLflow saved view where this MLflow supports it, else a plain sorted link."""
+    from mlflow.tracking import MlflowClient
+
+    from analysis.store import TAG_POINT_NAME
+    from search.replicates import SEED_KEY
+
+    select, fit = spec.analysis.select_metric(), spec.analysis.fit_metric()
+    searched = list(spec.domains) + ([SEED_KEY] if spec.search.repeats > 1 else [])
+    metrics = list(dict.fromkeys([select, fit, "val_linear_acc", "linear_acc", "val_knn_acc", "knn_acc", "mi_nats",
+                                  "label_mi_nats"]))
+    base = store.runs_url(experiment_id).split("/#/")[0]
+    key = write_landing_view(MlflowClient(store.uri), experiment_id, searched, metrics, select,
+                             group_by_tag=TAG_POINT_NAME, aggregate="average", scatter=("mi_nats", fit))
+    return landing_url(base, experiment_id, key, select)

@@ -363,6 +363,7 @@ def build_report(spec: Spec, paths: Paths, store: Store, experiment_id: str) -> 
     """The InfoMin report, the parent run's front page, and the MLflow link that opens on the comparison."""
     from analysis.report import ReportError, report_link
     from analysis.report import build_report as build
+    from search import landing
     from search.summary import verdict_block
 
     base = store.runs_url(experiment_id).split("/#/")[0]
@@ -378,29 +379,9 @@ def build_report(spec: Spec, paths: Paths, store: Store, experiment_id: str) -> 
     summary = json.loads((path / "summary.json").read_text())
     print("\n" + verdict_block(summary, str(path / "report.md")))
     print(f"Compare the trials in the MLflow UI:\n  {store.ui_command()}\n  then open "
-          f"{landing_link(spec, store, experiment_id)}\n  the report there: "
+          f"{landing.search_link(spec, store, experiment_id)}\n  the report there: "
           f"{report_link(base, experiment_id, summary['parent_run_id'])}")
     return EXIT_OK
-
-
-def landing_link(spec: Spec, store: Store, experiment_id: str) -> str:
-    """The runs table of this experiment, best first by validation accuracy, with the searched
-    params and the accuracies as columns, one group per point (its replicates averaged): an
-    MLflow saved view where this MLflow supports it, else a plain sorted link."""
-    from mlflow.tracking import MlflowClient
-
-    from analysis.store import TAG_POINT_NAME
-    from search import landing
-    from search.replicates import SEED_KEY
-
-    select, fit = spec.analysis.select_metric(), spec.analysis.fit_metric()
-    searched = list(spec.domains) + ([SEED_KEY] if spec.search.repeats > 1 else [])
-    metrics = list(dict.fromkeys([select, fit, "val_linear_acc", "linear_acc", "val_knn_acc", "knn_acc", "mi_nats",
-                                  "label_mi_nats"]))
-    base = store.runs_url(experiment_id).split("/#/")[0]
-    key = landing.write_landing_view(MlflowClient(store.uri), experiment_id, searched, metrics, select,
-                                     group_by_tag=TAG_POINT_NAME, aggregate="average", scatter=("mi_nats", fit))
-    return landing.landing_url(base, experiment_id, key, select)
 
 
 if __name__ == "__main__":

@@ -107,24 +107,21 @@ def compiled_child(name: str, bundle_path: str, sizes: Sizes, device_name: str, 
         compile_s = first_call(lambda: trainer.step(idx, views=views), device)
         t_model = median_time(lambda: trainer.step(idx, views=views), device, sizes.warmup, sizes.reps)
         put("model_step_compiled", measured(t_model, b, compile_s))
-    if cuda:  # the trainer's own compile_views: reduce-overhead mode, CUDA graphs
+    def views_variant(suffix: str) -> None:
+        """The views as ``trainer.make_pairs`` compiles them now, alone and in the full step."""
         compile_s = first_call(lambda: trainer.make_pairs(idx, True), device)
-        put("views_compiled_graphs", measured(
+        put(f"views_compiled_{suffix}", measured(
             median_time(lambda: trainer.make_pairs(idx, True), device, sizes.warmup, sizes.reps, inner), b, compile_s))
         if compile_model:
             trainer.step(perm)
             sync(device)
             t_full = median_time(lambda: trainer.step(perm), device, sizes.warmup, sizes.reps)
-            put("full_step_compiled_graphs", measured(t_full, b, model_seconds=t_model))
+            put(f"full_step_compiled_{suffix}", measured(t_full, b, model_seconds=t_model))
+
+    if cuda:  # the trainer's own compile_views: reduce-overhead mode, CUDA graphs
+        views_variant("graphs")
     trainer.make_pairs = torch.compile(trainer.pairs.__call__, backend=backend)  # default mode: no CUDA graphs
-    compile_s = first_call(lambda: trainer.make_pairs(idx, True), device)
-    put("views_compiled_no_graphs", measured(
-        median_time(lambda: trainer.make_pairs(idx, True), device, sizes.warmup, sizes.reps, inner), b, compile_s))
-    if compile_model:
-        trainer.step(perm)
-        sync(device)
-        t_full = median_time(lambda: trainer.step(perm), device, sizes.warmup, sizes.reps)
-        put("full_step_compiled_no_graphs", measured(t_full, b, model_seconds=t_model))
+    views_variant("no_graphs")
 
 
 def measure_compiled(name: str, bundle_path: Path, sizes: Sizes, device: torch.device, backend: str,
