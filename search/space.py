@@ -14,9 +14,10 @@ from typing import Any
 
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchAlgorithm
+from ray.tune.search import ConcurrencyLimiter, SearchAlgorithm
 from ray.tune.search.optuna import OptunaSearch
 
+from search.generator import CaughtUpGrid, CaughtUpSearch
 from search.replicates import SEED_KEY, Replicated, replicate_seeds
 from search.spec import Spec
 
@@ -86,8 +87,8 @@ def search_algorithm(spec: Spec) -> SearchAlgorithm:
         searcher = OptunaSearch(seed=s.seed)
         if s.repeats > 1:
             searcher = Replicated(searcher, s.repeats, spec.train.trainer.seed)
-        return ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent)
-    return BasicVariantGenerator(max_concurrent=s.max_concurrent, random_state=s.seed)
+        return CaughtUpSearch(ConcurrencyLimiter(searcher, max_concurrent=s.max_concurrent))
+    return CaughtUpGrid(max_concurrent=s.max_concurrent, random_state=s.seed)
 
 
 def scheduler(spec: Spec) -> TrialScheduler:

@@ -92,7 +92,7 @@ def test_grid_repeats_are_a_seed_dimension_and_optuna_repeats_wrap_the_searcher(
     assert space.total_trials(grid) == 6 and space.tune_num_samples(grid) == 1
     tpe = validate_spec({**GOOD, "search": {"num_samples": 4, "repeats": 2}})
     alg = space.search_algorithm(tpe)
-    assert isinstance(alg, ConcurrencyLimiter) and isinstance(alg.searcher, Replicated)
+    assert isinstance(alg.searcher, ConcurrencyLimiter) and isinstance(alg.searcher.searcher, Replicated)
     assert space.tune_num_samples(tpe) == 8 == space.total_trials(tpe)
 
 

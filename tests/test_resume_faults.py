@@ -65,6 +65,26 @@ def killed(tmp_path_factory) -> Path:
     return cwd
 
 
+def generator_files(cwd: Path) -> list[Path]:
+    """The generator's saved state: Tune's ``*-state-*`` files other than its experiment state."""
+    return [p for p in (cwd / "runs" / "tiny" / "ray" / "tiny").glob("*-state-*")
+            if not p.name.startswith("experiment_state-")]
+
+
+def rewind_generator(cwd: Path) -> None:
+    """Put back the grid generator's state as Tune saved it before it created its first trial."""
+    import pickle
+
+    from ray import cloudpickle
+
+    (path,) = generator_files(cwd)
+    state = pickle.loads(path.read_bytes())
+    (iterator,) = state["_iterators"]
+    iterator.counter, iterator.num_samples_left, iterator.variants = 0, iterator.num_samples, None
+    state["_live_trials"] = set()
+    path.write_bytes(cloudpickle.dumps(state))
+
+
 def kill_orphaned_ray_workers() -> None:
     """SIGKILL the trial workers the killed driver's Ray left behind: they run in process groups of
     their own, now orphans, and would go on writing checkpoints into the original folder for a
@@ -150,3 +170,21 @@ def test_a_copied_runs_folder_resumes_in_its_new_place_and_leaves_the_original_a
     assert "values" in json.loads(cache.read_text())  # measured again and replaced
     saved = json.loads((cwd / "runs" / "tiny" / "search.json").read_text())
     assert saved["tracking_uri"] == f"sqlite:///{(cwd / 'runs' / 'mlflow.db').resolve()}"
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_a_generator_saved_before_tunes_last_trial_neither_runs_it_twice_nor_loses_it(killed, tmp_path):
+    """A driver killed between Tune's two writes (its trials, then its generator) leaves a generator
+    behind Tune's trials; here it is put back to before its first trial (Tune knows one or two)."""
+    cwd = copy_of(killed, tmp_path, "behind")
+    rewind_generator(cwd)
+    proc = run_search(cwd, cwd / "tiny.yaml", timeout=400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = store_runs(cwd)
+    children = [v for v in runs.values() if "linear_acc" in v[2]]
+    assert len(children) == 2 and all(v[:2] == ("active", "FINISHED") for v in children), runs
+    state = json.loads(max((cwd / "runs" / "tiny" / "ray" / "tiny").glob("experiment_state-*.json")).read_text())
+    ids = [json.loads(entry[0])["trial_id"] for entry in state["trial_data"]]
+    assert len(ids) == 2 == len(set(ids)), ids
+    assert "caught up with Tune" in proc.stdout, proc.stdout[-3000:]

@@ -74,12 +74,13 @@ def test_grid_algorithm_enumerates_choices():
 
 
 def test_search_algorithms():
-    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchGenerator
     from ray.tune.search.optuna import OptunaSearch
 
     optuna = space.search_algorithm(spec_of(search={"algorithm": "optuna", "max_concurrent": 3, "seed": 5}))
-    assert isinstance(optuna, ConcurrencyLimiter) and optuna.max_concurrent == 3
-    assert isinstance(optuna.searcher, OptunaSearch) and optuna.searcher._seed == 5
+    assert isinstance(optuna, SearchGenerator) and isinstance(optuna.searcher, ConcurrencyLimiter)
+    assert optuna.searcher.max_concurrent == 3
+    assert isinstance(optuna.searcher.searcher, OptunaSearch) and optuna.searcher.searcher._seed == 5
     assert isinstance(space.search_algorithm(spec_of(search={"algorithm": "random"})), BasicVariantGenerator)
     nothing = spec_of(views={"strength": 0.5}, negatives={"lower": 0.0, "upper": 1.0})
     assert isinstance(space.search_algorithm(nothing), BasicVariantGenerator)
