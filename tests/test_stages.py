@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -14,6 +17,7 @@ from trainers.stages import (
     check_on,
     resolve_stage_class,
     stage_entries,
+    validate_stages,
 )
 
 # The stages of the example spec.
@@ -193,6 +197,8 @@ BAD_KWARGS = [
     ("auto.RandAugment", {"n": 2.5, "m": 10}, "auto.RandAugment.n", "expected int"),
     ("auto.RandAugment", {"m": 10}, "auto.RandAugment.n", "missing required"),
     ("auto.AutoAugment", {"policy": "foo"}, "auto.AutoAugment.policy", "foo"),
+    ("ColorJitter", {"brightness": [0.1, 0.2, 0.3]}, "ColorJitter.brightness", "length 2"),  # kornia's checks
+    ("RandomErasing", {"scale": 0.5}, "RandomErasing.scale", "length 2"),
 ]
 
 
@@ -259,3 +265,88 @@ def test_build_errors_in_stages_carry_the_index():
         Stages([("RandomErasing", {}), ("RandomErasing", {"scal": 0.1})])
     assert (err.value.key, err.value.index, err.value.path) == ("RandomErasing.scal", 1, "1.RandomErasing.scal")
     assert isinstance(err.value, ValueError)
+
+
+ARGUMENTS = [
+    # name, kwargs, what check_kwargs returns (value and type): YAML values made to fit the annotation
+    ("ColorJitter", {"brightness": 1}, {"brightness": 1.0}),  # Union[Tensor, float, ...]: the float arm
+    ("ColorJitter", {"hue": [-0.1, 0.1]}, {"hue": (-0.1, 0.1)}),  # ... a list of 2: the tuple arm
+    ("RandomAffine", {"degrees": 10, "translate": 0.1}, {"degrees": 10.0, "translate": 0.1}),  # a number for a
+    ("RandomAffine", {"degrees": 10, "resample": "nearest"}, {"degrees": 10.0, "resample": "nearest"}),  # range
+    ("RandomFisheye", {"center_x": [-0.1, 0.1], "center_y": [0, 0.1], "gamma": [1, 2]},  # Tensor
+     {"center_x": torch.tensor([-0.1, 0.1]), "center_y": torch.tensor([0, 0.1]), "gamma": torch.tensor([1.0, 2.0])}),
+    ("auto.RandAugment", {"n": 1, "m": 5, "policy": [[["rotate", -30, 30]]]},
+     {"n": 1, "m": 5, "policy": [[("rotate", -30.0, 30.0)]]}),
+]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, (list, tuple, dict)):
+        items = (lambda d: list(d.items()) if isinstance(d, dict) else list(d))
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(items(a), items(b)))
+    return type(a) is type(b) and a == b
+
+
+@pytest.mark.parametrize("name, kwargs, expected", ARGUMENTS, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(ARGUMENTS)])
+def test_arguments_are_validated_into_what_the_constructor_takes(name, kwargs, expected):
+    got = check_kwargs(resolve_stage_class(name), kwargs, name=name)
+    assert _same(got, expected), got
+    build_stage(name, kwargs)  # and kornia takes them
+
+
+@pytest.mark.parametrize("kwargs, key, fragment", [
+    ({"degrees": 10, "resample": True}, "resample", "expected str or int or Resample"),
+    ({"center_x": [0.1, "a"], "center_y": 0.1, "gamma": 1.0}, "center_x", "expected tensor"),
+])
+def test_lenient_arms_still_refuse(kwargs, key, fragment):
+    name = "RandomAffine" if "resample" in kwargs else "RandomFisheye"
+    with pytest.raises(StageError) as err:
+        check_kwargs(resolve_stage_class(name), kwargs)
+    assert err.value.key == f"{name}.{key}" and fragment in err.value.reason
+
+
+def test_spec_time_check_remembers_entries_and_builds_nothing(monkeypatch):
+    from trainers.stages import arguments, entries
+
+    checked, built = [], []
+    real_check = entries.check_kwargs
+    monkeypatch.setattr(entries, "check_kwargs", lambda *a, **k: checked.append(a[1]) or real_check(*a, **k))
+    monkeypatch.setattr(arguments, "construct", lambda *a: built.append(a) or pytest.fail("built at spec time"))
+    raw = [{"RandomErasing": {"p": 0.123457}}, {"RandomSharpness": {"sharpness": 0.31, "p": 0.5}}]
+    for _ in range(5):
+        assert validate_stages(raw) == [("RandomErasing", {"p": 0.123457}), ("RandomSharpness", {"sharpness": 0.31, "p": 0.5})]
+    assert checked == [{"p": 0.123457}, {"sharpness": 0.31, "p": 0.5}] and built == []
+    validate_stages([{"RandomErasing": {"p": 1}}])
+    with pytest.raises(StageError) as err:  # True == 1 in Python, but not for the remembered checks
+        validate_stages([{"RandomErasing": {"p": 0.5}}, {"RandomErasing": {"p": True}}])
+    assert err.value.path == "1.RandomErasing.p" and "expected float" in err.value.reason
+    with pytest.raises(StageError) as again:  # a remembered error is raised again, at its new index
+        validate_stages([{"RandomErasing": {"p": True}}])
+    assert again.value.path == "0.RandomErasing.p" and again.value.reason == err.value.reason
+
+
+def test_a_trial_builds_each_stage_once(monkeypatch):
+    from trainers.config import validate_train
+    from trainers.pairs import build_augmentation
+    from trainers.stages import arguments
+
+    built = []
+    real = arguments.construct
+    monkeypatch.setattr(arguments, "construct", lambda cls, kw, name: built.append(name) or real(cls, kw, name))
+    raw = {"views": {"stages": [{"RandomErasing": {"p": {"uniform": [0.2, 0.8]}}}, {"auto.RandAugment": {"n": 1, "m": 9}}]}}
+    cfg = validate_train(raw)  # the default point and both bounds of the domain: validated, not built
+    assert built == []
+    aug = build_augmentation(cfg, batch(4, 3, 16))
+    assert built == ["RandomErasing", "auto.RandAugment"] and aug.stages.names == built
+
+
+def test_only_kornias_public_api_is_imported():
+    """No ``kornia...._private`` module or ``_Private`` name: they change without notice between releases."""
+    import trainers.stages
+
+    for path in Path(trainers.stages.__file__).parent.glob("*.py"):
+        for line in path.read_text().splitlines():
+            if re.match(r"\s*(from|import) kornia", line):
+                assert not re.search(r"(\._|import _|, _)", line), f"{path.name}: {line.strip()}"

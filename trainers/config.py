@@ -172,18 +172,13 @@ class ViewsConfig(_Section):
     @field_validator("stages")
     @classmethod
     def _stages(cls, stages: list) -> list:
-        if stages:
-            from trainers.stages import StageError, build_stage, stage_entries
+        if stages:  # names and arguments, once per distinct entry; the trial builds and probes the modules
+            from trainers.stages import StageError, validate_stages
 
             try:
-                entries = stage_entries(stages)
-            except StageError as err:  # its key already starts with the entry's index
+                validate_stages(stages)
+            except StageError as err:
                 raise KeyedError(f"views.stages.{err.path}", err.reason) from None
-            for i, (name, kwargs) in enumerate(entries):
-                try:
-                    build_stage(name, kwargs)
-                except StageError as err:
-                    raise KeyedError(f"views.stages.{i}.{err.key}", err.reason) from None
         return stages
 
     def resolved(self, channels: int) -> ViewsConfig:
