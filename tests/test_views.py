@@ -13,12 +13,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmarks.stock_views import stock_kornia_pipeline
 from trainers.config import ViewsConfig
 from trainers.views import (
     ViewPipeline,
     blur_kernel_size,
     effective_params,
-    stock_kornia_pipeline,
 )
 
 N_STATS = 20_000
