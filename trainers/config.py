@@ -393,7 +393,9 @@ def validate_train(raw: dict) -> TrainConfig:
             try:
                 TrainConfig.model_validate(point_raw(raw, {key: probe}))
             except ValidationError as err:
-                _, reason = error_key(err)
+                bad, reason = error_key(err)
+                if key == "method.name" and bad != key:  # a knob of the method this value brings in
+                    raise SpecError(bad, f"{reason} (with method.name: {probe})") from None
                 raise SpecError(key, f"domain value {probe!r} is invalid: {reason}") from None
     method_knobs.check_searched_methods(raw)
     _check_ring_domains(raw)
