@@ -351,9 +351,8 @@ def error_key(err: ValidationError) -> tuple[str, str]:
         return ctx["error"].key, ctx["error"].reason
     key, union = locate(first["loc"], TrainConfig)
     if first["type"] == "union_tag_invalid":  # e.g. method.name: byol
-        return f"{key}.{ctx['discriminator'].strip(chr(39))}", (
-            f"{ctx['tag']!r} is not registered; the registered ones are {ctx['expected_tags']}"
-        )
+        discriminator = ctx["discriminator"].strip("'")
+        return f"{key}.{discriminator}", f"{ctx['tag']!r} is not registered; the registered ones are {ctx['expected_tags']}"
     if first["type"] == "extra_forbidden":
         if union is not None and key.rpartition(".")[0] == union[0]:  # a knob of another member?
             union_key, disc, members, tag = union
