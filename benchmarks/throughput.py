@@ -113,10 +113,12 @@ def measure_steps(
 
     def model_step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = trainer.method.loss(v1, v2, idx, 0.0, 1.0)
+            result = trainer.method.loss(v1, v2, idx, 0.0, 1.0)
         trainer.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        result.loss.backward()
         trainer.optimizer.step()
+        if result.after_step is not None:
+            result.after_step()
 
     if compile_model or compile_views:
         start = time.perf_counter()

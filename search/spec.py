@@ -27,8 +27,16 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from analysis.settings import AnalysisConfig
 from analysis.store import EXPERIMENT_NAME_RULE, valid_experiment
 from search.storage import StorageConfig
-from trainers.config import TRAIN_SECTIONS, TrainConfig, _Section, error_key, training_sections, validate_train
-from trainers.domains import domain_values, find_domains, is_domain, resolve, set_path, walk
+from trainers.config import (
+    TRAIN_SECTIONS,
+    TrainConfig,
+    _Section,
+    error_key,
+    point_raw,
+    training_sections,
+    validate_train,
+)
+from trainers.domains import domain_values, find_domains, is_domain, walk
 from trainers.errors import KeyedError, SpecError
 from trainers.specfile import apply_overrides, load_yaml, parse_override
 
@@ -256,10 +264,8 @@ def _check_continuous(train_raw: dict, key: str, dom: dict) -> None:
     inside = math.exp(math.log(lo) + 0.377 * (math.log(hi) - math.log(lo))) if "loguniform" in dom else lo + 0.377 * (hi - lo)
     if float(inside).is_integer():
         inside += 1e-3 * (hi - lo)
-    probe = resolve(train_raw)
-    set_path(probe, key, inside)
     try:
-        TrainConfig.model_validate(probe)
+        TrainConfig.model_validate(point_raw(train_raw, {key: inside}))
     except ValidationError as err:
         _, reason = error_key(err)
         raise SpecError(key, f"a {next(iter(dom))} domain samples values like {inside:.4g}, which is invalid: "

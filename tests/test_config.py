@@ -97,3 +97,65 @@ def test_strength_scaling_is_declared_once_per_knob():
     assert knobs["crop_scale_min"] == "towards_one" and knobs["crop_ratio_max"] == "log"
     assert knobs["solarize_threshold"] == "fixed" and knobs["blur_p"] == "linear"
     assert "strength" not in knobs and "patch_distance" not in knobs and len(knobs) == 17
+
+
+# ----------------------------------------------------------------------------- the method section
+
+
+def test_a_knob_of_another_method_names_its_key_and_its_method():
+    err = error_of({"method": {"queue_size": 1024}})  # no name: simclr
+    assert err.key == "method.queue_size" and "only applies to method.name: moco (this spec uses simclr)" in err.reason
+    err = error_of({"method": {"name": "moco", "num_negatives": 8}})
+    assert err.key == "method.num_negatives" and "method.name: ir" in err.reason
+    assert error_of({"method": {"name": "ir", "nope": 1}}).reason == "unknown key"
+
+
+def test_an_unknown_method_lists_the_registered_ones():
+    from trainers.methods.knobs import REGISTRY
+
+    err = error_of({"method": {"name": "byol"}})
+    assert err.key == "method.name" and "'byol'" in err.reason
+    assert all(f"'{name}'" in err.reason for name in REGISTRY)
+
+
+def test_errors_inside_a_method_name_the_spec_key_not_the_union_tag():
+    assert error_of({"method": {"name": "moco", "queue_size": 1}}).key == "method.queue_size"
+    err = error_of({"method": {"name": "moco", "momentum": {"uniform": [0.5, 1.5]}}})
+    assert err.key == "method.momentum" and "1.5" in err.reason
+    assert error_of({"method": {"temperature": {"loguniform": [0.01, 20.0]}}}).key == "method.temperature"
+    cfg = validate_train({"method": {"name": "moco", "temperature": {"loguniform": [0.01, 1.0]}, "momentum": 0.9}})
+    assert cfg.method.name == "moco" and cfg.method.temperature == pytest.approx(0.1) and cfg.method.momentum == 0.9
+
+
+def test_a_trial_logs_only_the_knobs_of_its_method():
+    assert {k for k in flatten(validate_train({})) if k.startswith("method.")} == {"method.name", "method.temperature"}
+    moco = {k for k in flatten(validate_train({"method": {"name": "moco"}})) if k.startswith("method.")}
+    assert moco == {"method.name", "method.temperature", "method.queue_size", "method.momentum", "method.bn_groups",
+                    "method.symmetric"}
+
+
+def test_a_searched_method_name_keeps_each_methods_knobs_for_its_own_points():
+    from trainers.config import trial_config
+
+    raw = {"method": {"name": {"grid": ["simclr", "moco", "ir"]}, "temperature": 0.3, "queue_size": 1024,
+                      "num_negatives": 64}}
+    assert validate_train(raw).method.name == "simclr"
+    flat = {name: flatten(trial_config(raw, {"method.name": name})) for name in ("simclr", "moco", "ir")}
+    assert "method.queue_size" not in flat["simclr"] and "method.num_negatives" not in flat["simclr"]
+    assert flat["moco"]["method.queue_size"] == 1024 and "method.num_negatives" not in flat["moco"]
+    assert flat["ir"]["method.num_negatives"] == 64 and flat["ir"]["method.temperature"] == 0.3
+    # a knob of no searched method, and a bad domain value of one, still fail by key
+    err = error_of({"method": {"name": {"grid": ["simclr", "moco"]}, "num_negatives": 64}})
+    assert err.key == "method.num_negatives" and "method.name: ir" in err.reason
+    err = error_of({"method": {"name": {"grid": ["simclr", "moco"]}, "queue_size": {"grid": [1024, 3]}}})
+    assert err.key == "method.queue_size" and "3" in err.reason
+    err = error_of({"method": {"name": {"grid": ["simclr", "moco"]}, "queue_size": {"uniform": [100, 1000]}}})
+    assert err.key == "method.queue_size" and "with method.name: moco" in err.reason  # an int knob, 550.0
+
+
+def test_overrides_reach_every_methods_knobs():
+    raw = apply_overrides({}, ["method.name=moco", "method.queue_size=256"], TrainConfig)
+    assert validate_train(raw).method.queue_size == 256
+    with pytest.raises(SpecError) as err:
+        apply_overrides({}, ["method.queue_sise=3"], TrainConfig)
+    assert err.value.key == "method.queue_sise"

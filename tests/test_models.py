@@ -54,3 +54,12 @@ def test_channels_last_is_a_layout_change_only():
     assert nhwc_losses == pytest.approx(nchw_losses, rel=1e-4)
     images = nhwc.data.test_x
     assert torch.allclose(extract_features(nhwc.encoder, images), extract_features(nchw.encoder, images), atol=1e-3)
+
+
+def test_encoder_declares_its_layout_and_projection_size():
+    """The layout is the encoder's own attribute (evaluation reads it), set where it is built."""
+    nhwc = Encoder(ModelConfig(width=8, proj_dim=16, proj_hidden=32), in_channels=1, channels_last=True)
+    assert nhwc.channels_last is True and nhwc.proj_dim == 16
+    assert nhwc.backbone.features[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    plain = Encoder(ModelConfig(width=8), in_channels=1)
+    assert plain.channels_last is False and plain.backbone.features[0][0].weight.is_contiguous()

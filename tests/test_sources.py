@@ -19,6 +19,7 @@ from analysis.viewgrid import draw_pairs, save_view_grid
 from tests.conftest import tiny_train_config
 from trainers.config import MIConfig, TrainConfig, trial_config
 from trainers.data import load_data
+from trainers.methods.knobs import IRKnobs
 from trainers.pairs import build_pairs
 from trainers.train import Trainer
 
@@ -69,7 +70,7 @@ def test_every_family_trains_and_evaluates_on_its_own_views():
 
 def test_ir_takes_its_one_view_through_the_compiled_source():
     cfg = tiny_train_config(compile_views=True, epochs=1, max_steps=2)
-    cfg = cfg.model_copy(update={"method": cfg.method.model_copy(update={"name": "ir", "num_negatives": 8})})
+    cfg = cfg.model_copy(update={"method": IRKnobs(num_negatives=8)})
     trainer = Trainer(cfg)
     calls = []
     compiled = trainer.make_pairs

@@ -9,13 +9,13 @@ Types are strict: ``epochs: true`` or ``lr: "0.1"`` is an error, not 1 or 0.1.
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from trainers.domains import check_domain, domain_values, find_domains, is_domain, resolve, set_path
-from trainers.errors import KeyedError, SpecError
+from trainers.errors import KeyedError, SpecError, locate
+from trainers.methods import knobs as method_knobs
 
 CHANNELS = {
     "fashion_mnist": 1,
@@ -76,19 +76,13 @@ class ModelConfig(_Section):
     proj_hidden: int = Field(512, ge=8, le=8192)
 
 
-class MethodConfig(_Section):
-    name: Literal["simclr", "moco", "ir"] = "simclr"
-    temperature: float = Field(0.2, gt=0.0, le=10.0)
-    queue_size: int = Field(4096, ge=16, le=1_000_000, description="MoCo queue length K")
-    momentum: float = Field(0.99, ge=0.0, le=1.0, description="MoCo key-encoder EMA")
-    bn_groups: int = Field(
-        1, ge=1, le=64, description="MoCo: BatchNorm groups with keys shuffled across them (shuffling BN); 1 = off"
-    )
-    symmetric: bool = Field(
-        False, description="MoCo: average the loss with the views swapped (MoCo v3); each image trains the query twice"
-    )
-    bank_momentum: float = Field(0.5, ge=0.0, lt=1.0, description="IR memory-bank update m")
-    num_negatives: int = Field(4096, ge=1, le=1_000_000, description="IR negatives drawn per anchor")
+# The method section: the registered methods' knob models, told apart by ``method.name``
+# (trainers/methods/knobs.py); a section without ``name`` is the default method's.
+MethodConfig = Annotated[
+    Union[tuple(method_knobs.REGISTRY.values())],  # noqa: UP007 (a Union built from the registry)
+    Field(discriminator="name"),
+    BeforeValidator(method_knobs.with_default_name),
+]
 
 
 def _knob(default: Any, scale: str, **kw: Any) -> Any:
@@ -303,7 +297,7 @@ class TrainConfig(_Section):
 
     dataset: DatasetConfig = DatasetConfig()
     model: ModelConfig = ModelConfig()
-    method: MethodConfig = MethodConfig()
+    method: MethodConfig = method_knobs.REGISTRY[method_knobs.DEFAULT]()
     views: ViewsConfig = ViewsConfig()
     negatives: NegativesConfig = NegativesConfig()
     trainer: TrainerConfig = TrainerConfig()
@@ -347,11 +341,20 @@ def training_sections(raw: dict) -> dict:
 def error_key(err: ValidationError) -> tuple[str, str]:
     """The dotted key and a readable reason for pydantic's first error."""
     first = err.errors()[0]
-    ctx_err = first.get("ctx", {}).get("error")
-    if isinstance(ctx_err, KeyedError):
-        return ctx_err.key, ctx_err.reason
-    key = ".".join(str(p) for p in first["loc"])
+    ctx = first.get("ctx", {})
+    if isinstance(ctx.get("error"), KeyedError):
+        return ctx["error"].key, ctx["error"].reason
+    key, union = locate(first["loc"], TrainConfig)
+    if first["type"] == "union_tag_invalid":  # e.g. method.name: byol
+        discriminator = ctx["discriminator"].strip("'")
+        return f"{key}.{discriminator}", f"{ctx['tag']!r} is not registered; the registered ones are {ctx['expected_tags']}"
     if first["type"] == "extra_forbidden":
+        if union is not None and key.rpartition(".")[0] == union[0]:  # a knob of another member?
+            union_key, disc, members, tag = union
+            knob = key.rpartition(".")[2]
+            others = [t for t, m in members.items() if knob in m.model_fields]
+            if others:
+                return key, f"only applies to {union_key}.{disc}: {' or '.join(others)} (this spec uses {tag})"
         return key, RENAMED.get(key, "unknown key")
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] != "missing" and "input" in first:
@@ -378,19 +381,28 @@ def validate_train(raw: dict) -> TrainConfig:
     domains = find_domains(raw)
     for key, dom in domains.items():
         check_domain(key, dom)
-    base = resolve(raw)
-    cfg = _validate(base)
+    cfg = _validate(point_raw(raw))
     for key, dom in domains.items():
         for probe in domain_values(dom):
-            trial = copy.deepcopy(base)
-            set_path(trial, key, probe)
             try:
-                TrainConfig.model_validate(trial)
+                TrainConfig.model_validate(point_raw(raw, {key: probe}))
             except ValidationError as err:
-                _, reason = error_key(err)
+                bad, reason = error_key(err)
+                if key == "method.name" and bad != key:  # a knob of the method this value brings in
+                    raise SpecError(bad, f"{reason} (with method.name: {probe})") from None
                 raise SpecError(key, f"domain value {probe!r} is invalid: {reason}") from None
+    method_knobs.check_searched_methods(raw)
     _check_ring_domains(raw)
     return cfg
+
+
+def point_raw(raw: dict, values: dict[str, Any] | None = None) -> dict:
+    """The training sections at one point: each domain at ``values[key]``, else its default; with
+    ``method.name`` searched, only the point's own method's knobs (``trainers/methods/knobs.py``)."""
+    out = resolve(raw, method_knobs.with_method_for_probe(raw, values or {}))
+    if method_knobs.searched_methods(raw) and isinstance(out.get("method"), dict):
+        out["method"] = method_knobs.own_knobs(out["method"])
+    return out
 
 
 def _check_ring_domains(raw: dict) -> None:
@@ -419,7 +431,7 @@ def trial_config(train_raw: dict, values: dict[str, Any]) -> TrainConfig:
     the schema is strict.
     """
     plain = {k: (v.item() if hasattr(v, "item") and not isinstance(v, (list, dict)) else v) for k, v in values.items()}
-    raw = resolve(train_raw, plain)
+    raw = point_raw(train_raw, plain)
     for key in set(plain) - set(find_domains(train_raw)):  # set by the search itself (replicate seeds)
         set_path(raw, key, plain[key])
     return TrainConfig.model_validate(raw)

@@ -20,10 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from trainers.models import Encoder
+
 
 @torch.no_grad()
 def extract_features(
-    encoder: nn.Module, images: Tensor, batch_size: int = 1024, transform: Callable[[Tensor], Tensor] | None = None
+    encoder: Encoder, images: Tensor, batch_size: int = 1024, transform: Callable[[Tensor], Tensor] | None = None
 ) -> Tensor:
     """Backbone features of uint8 images [N,C,H,W] (no augmentation), float32 [N, D].
 
@@ -32,13 +34,12 @@ def extract_features(
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
-    channels_last = getattr(encoder, "channels_last", device.type == "cuda")
     out = []
     for start in range(0, images.shape[0], batch_size):
         x = images[start : start + batch_size].to(device).float().div_(255)
         if transform is not None:
             x = transform(x)
-        if channels_last:
+        if encoder.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out.append(encoder.features(x).float())

@@ -65,15 +65,26 @@ class ProjectionHead(nn.Module):
 
 class Encoder(nn.Module):
     """backbone + projection head; ``forward`` gives the normalised projection for the loss,
-    ``features`` the representation that is evaluated."""
+    ``features`` the representation that is evaluated.
 
-    def __init__(self, cfg: ModelConfig, in_channels: int):
+    ``channels_last``: the activation layout it runs in (NHWC when True); its weights are stored
+    that way and ``extract_features`` feeds it images in that layout. ``proj_dim``: the size of
+    the projection a method's queue or memory bank stores."""
+
+    channels_last: bool
+    proj_dim: int
+
+    def __init__(self, cfg: ModelConfig, in_channels: int, channels_last: bool = False):
         super().__init__()
         if cfg.backbone == "convnet":
             self.backbone = ConvNet(in_channels, cfg.width, cfg.depth)
         else:
             self.backbone = resnet18_cifar(in_channels)
         self.head = ProjectionHead(self.backbone.out_dim, cfg.proj_hidden, cfg.proj_dim)
+        self.proj_dim = cfg.proj_dim
+        self.channels_last = channels_last
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
 
     def features(self, x: Tensor) -> Tensor:
         return self.backbone(x)
@@ -84,10 +95,6 @@ class Encoder(nn.Module):
 
 def build_encoder(cfg: ModelConfig, in_channels: int, device: torch.device, channels_last: bool = True) -> Encoder:
     """``channels_last`` (NHWC) is the layout both oneDNN on the CPU (1.32x for the ConvNet's
-    training step in benchmarks/throughput.py) and the CUDA tensor cores prefer;
-    ``extract_features`` reads the flag back so evaluation uses the same layout."""
-    enc = Encoder(cfg, in_channels).to(device)
-    if channels_last:
-        enc = enc.to(memory_format=torch.channels_last)
-    enc.channels_last = channels_last
-    return enc
+    training step in benchmarks/throughput.py) and the CUDA tensor cores prefer; the encoder
+    keeps the flag, so evaluation uses the same layout."""
+    return Encoder(cfg, in_channels, channels_last).to(device)

@@ -1,7 +1,7 @@
 """Contrastive objectives as small pure functions, and the ring's schedules.
 
 Everything here is a function of tensors (or a step count) so it can be tested exactly against
-a slow reference. Methods in ``methods.py`` only choose *which* similarities are candidates.
+a slow reference. Methods (``trainers/methods/``) only choose *which* similarities are candidates.
 
 The ring (Wu et al., ICLR 2021): per anchor, rank the candidate negatives by similarity (most
 similar first) and keep only a band of ranks ``[lower, upper)`` as fractions of the candidates.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel
@@ -136,11 +136,13 @@ def known_key(schema: type[BaseModel], key: str) -> bool:
     accepted here: the schema validates list items itself.)"""
     model: Any = schema
     for part in key.split("."):
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        members = [m for m in get_args(model) or (model,) if isinstance(m, type) and issubclass(m, BaseModel)]
+        if not members:  # a union's members (a discriminated section such as ``method``), or one model
             return model is list or getattr(model, "__origin__", None) is list
-        if part not in model.model_fields:
+        owners = [m for m in members if part in m.model_fields]
+        if not owners:
             return False
-        model = model.model_fields[part].annotation
+        model = owners[0].model_fields[part].annotation
     return True
 
 

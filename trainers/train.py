@@ -125,13 +125,14 @@ class Trainer:
             v1 = v1.contiguous(memory_format=torch.channels_last)
             v2 = v2.contiguous(memory_format=torch.channels_last) if v2 is not None else None
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            loss = self.method.loss(v1, v2, idx, lower, upper)
+            result = self.method.loss(v1, v2, idx, lower, upper)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        result.loss.backward()
         self.optimizer.step()
-        self.method.after_step()
+        if result.after_step is not None:  # the method's queue, bank or EMA update
+            result.after_step()
         self.global_step += 1
-        return loss.detach()
+        return result.loss.detach()
 
     def train_epoch(self, progress: Callable[[int, float], None] | None = None) -> dict[str, float]:
         """One pass over the training set; metrics of the epoch (``diverged`` 1.0 on NaN/inf loss)."""
