@@ -20,6 +20,7 @@ MODULES = (
     "channels",
     "frequency",
     "toy",
+    "rotation",
 )
 
 FAMILIES: dict[str, type[PairFamily]] = {
