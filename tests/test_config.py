@@ -115,6 +115,16 @@ def test_a_family_is_a_name_or_a_mapping_with_its_knobs():
     assert flat["views.pairs.kind"] == "patches" and flat["views.pairs.distance"] == 0.25  # MLflow params
 
 
+def test_set_reaches_a_familys_knobs():
+    raw = {"views": {"pairs": {"kind": "patches"}}}
+    out = apply_overrides(raw, ["views.pairs.distance={uniform: [0.0, 1.0]}"], TrainConfig)
+    assert out["views"]["pairs"] == {"kind": "patches", "distance": {"uniform": [0.0, 1.0]}}
+    assert validate_train(out).views.pairs.distance == 0.5
+    with pytest.raises(SpecError) as err:
+        apply_overrides(raw, ["views.pairs.nope=1"], TrainConfig)
+    assert err.value.key == "views.pairs.nope"
+
+
 def test_domains_reach_into_the_stage_list():
     raw = {"views": {"stages": [{"RandomSharpness": {"sharpness": {"uniform": [0.1, 0.9]}, "p": 1.0}}]}}
     assert validate_train(raw).views.stages[0]["RandomSharpness"]["sharpness"] == pytest.approx(0.5)
