@@ -34,17 +34,8 @@ VAL_DEFAULT_MAX, VAL_DEFAULT_FRACTION = 5000, 0.1
 RENAMED = {
     "evaluation.monitor_test": "renamed to evaluation.monitor_val: the per-epoch kNN scores validation "
     "images, never the test split",
-    **{
-        f"views.{old}": f"moved to views.pairs.{new} (views.pairs: {{kind: {kind}, {new}: ...}})"
-        for old, kind, new in (
-            ("patch_size", "patches", "size"),
-            ("patch_distance", "patches", "distance"),
-            ("color_space", "channels", "color_space"),
-            ("frequency_cutoff", "frequency", "cutoff"),
-            ("frequency_gap", "frequency", "gap"),
-            ("shared", "toy", "shared"),
-        )
-    },
+    **{f"views.{old}": f"moved to views.pairs.{new} (views.pairs: {{kind: {kind}, {new}: ...}})"
+       for kind, family in FAMILIES.items() for old, new in family.flat_keys.items()},
 }
 
 

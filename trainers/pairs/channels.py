@@ -17,7 +17,7 @@ Normalisations, chosen so every channel lies in about [0, 1] like the RGB inputs
 from __future__ import annotations
 
 from functools import cache
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 from pydantic import Field
 
@@ -119,6 +119,7 @@ class ChannelsFamily(PairFamily):
     color_space: Space = Field("lab", description="L vs ab, or Y vs DbDr")
 
     channels = (3,)
+    flat_keys: ClassVar[dict[str, str]] = {"color_space": "color_space"}
 
     def relation(self) -> ColourChannels:
         return ColourChannels(self.color_space)

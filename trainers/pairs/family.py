@@ -40,6 +40,7 @@ class PairFamily(BaseModel):
     datasets: ClassVar[tuple[str, ...] | None] = None  # the datasets it works on; None = any
     channels: ClassVar[tuple[int, ...] | None] = None  # the image channel counts it takes; None = any
     default_for: ClassVar[tuple[str, ...]] = ()  # datasets whose default family this is
+    flat_keys: ClassVar[dict[str, str]] = {}  # views.<old key> of earlier versions -> its knob now
 
     @classmethod
     def name(cls) -> str:

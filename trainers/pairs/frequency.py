@@ -20,7 +20,7 @@ band-limiting), so ringing leaves them in about [-0.5, 1.5].
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
@@ -88,6 +88,8 @@ class FrequencyFamily(PairFamily):
     kind: Literal["frequency"] = "frequency"
     cutoff: float = Field(0.25, gt=0.0, lt=1.0, description="the band edge, radial, in (0, 1)")
     gap: float = Field(0.0, ge=0.0, le=1.0, description="the gap around the cutoff that neither view keeps; 0 = none")
+
+    flat_keys: ClassVar[dict[str, str]] = {"frequency_cutoff": "cutoff", "frequency_gap": "gap"}
 
     def relation(self) -> FrequencyBands:
         return FrequencyBands(self.cutoff, self.gap)

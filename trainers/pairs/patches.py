@@ -16,7 +16,7 @@ the shorter side and each axis places the patches within its own extent.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
@@ -99,6 +99,8 @@ class PatchesFamily(PairFamily):
     distance: float = Field(
         0.5, ge=0.0, le=1.0, description="centre distance / (image side - patch side); 0 = the same patch"
     )
+
+    flat_keys: ClassVar[dict[str, str]] = {"patch_size": "size", "patch_distance": "distance"}
 
     def relation(self) -> Patches:
         return Patches(self.size, self.distance)

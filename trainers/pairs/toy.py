@@ -14,7 +14,7 @@ config, which imports this module through the registry.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import Field
 
@@ -82,6 +82,7 @@ class ToyFamily(PairFamily):
 
     datasets = ("infomin_toy",)
     default_for = ("infomin_toy",)
+    flat_keys: ClassVar[dict[str, str]] = {"shared": "shared"}
 
     def second_view(self, data: DataBundle) -> ToyRerender:
         return ToyRerender(data, self.shared)
