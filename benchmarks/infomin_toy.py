@@ -1,6 +1,6 @@
 """The controlled InfoMin testbed without Ray: one training per shared-factor subset, probe each factor.
 
-For every subset of factors the spec's ``views.shared`` grid lists, trains the spec's model on
+For every subset of factors the spec's ``views.pairs.shared`` grid lists, trains the spec's model on
 ``infomin_toy`` with views sharing exactly those factors, then reads each factor out of the
 frozen features with a linear probe. A random-init encoder is the reference row: it shows what
 the architecture exposes before any training. InfoMin predicts each column peaks in the rows
@@ -34,8 +34,8 @@ COLUMNS = [f"linear_acc_{f}" for f in FACTORS]
 
 
 def spec_subsets(spec: str) -> list[list[str]]:
-    """The shared-factor subsets the spec searches (its ``views.shared`` grid or single value)."""
-    value = get_path(load_yaml(spec), "views.shared")
+    """The shared-factor subsets the spec searches (its ``views.pairs.shared`` grid or single value)."""
+    value = get_path(load_yaml(spec), "views.pairs.shared")
     return [list(v) for v in next(iter(value.values()))] if is_domain(value) else [list(value)]
 
 
@@ -90,16 +90,16 @@ def main() -> None:
     common += [f"dataset.subset={args.subset}"] if args.subset else []
     wall = time.perf_counter()
     subsets = spec_subsets(args.spec)
-    base = load_train_config(args.spec, common + [f"views.shared={json.dumps(subsets[0])}"])
+    base = load_train_config(args.spec, common + [f"views.pairs.shared={json.dumps(subsets[0])}"])
     data = load_data(base.dataset)
     print(f"infomin_toy: {data.train_x.shape[0]} train / {data.test_x.shape[0]} test images, "
           f"{base.trainer.epochs} epochs, threads {base.trainer.threads or torch.get_num_threads()}", file=sys.stderr)
     rows: dict[str, dict] = {}
     if not args.no_baseline:
-        rows[RANDOM_INIT] = run_row(args.spec, common + [f"views.shared={json.dumps(subsets[0])}"], data, False)
+        rows[RANDOM_INIT] = run_row(args.spec, common + [f"views.pairs.shared={json.dumps(subsets[0])}"], data, False)
     names = {row_name(shared): shared for shared in subsets}
     for name, shared in names.items():
-        rows[name] = run_row(args.spec, common + [f"views.shared={json.dumps(shared)}"], data, True)
+        rows[name] = run_row(args.spec, common + [f"views.pairs.shared={json.dumps(shared)}"], data, True)
         print(f"== {name}: " + ", ".join(f"{c} {rows[name][c]:.3f}" for c in COLUMNS), file=sys.stderr)
     wall = time.perf_counter() - wall
 

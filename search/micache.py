@@ -47,7 +47,6 @@ def mi_key(cfg: TrainConfig) -> dict[str, Any]:
 def floor_key(cfg: TrainConfig) -> dict[str, Any]:
     """What the untrained encoder's probes depend on: the data, the architecture, its seed, the
     probes, and how the pair source presents a whole image (not the view strength or the MI)."""
-    v = cfg.views
     return {
         "floor": MI_PROTOCOL_VERSION,
         "dataset": cfg.dataset.model_dump(),
@@ -55,7 +54,7 @@ def floor_key(cfg: TrainConfig) -> dict[str, Any]:
         "seed": cfg.trainer.seed,
         "channels_last": cfg.trainer.channels_last,
         "evaluation": cfg.evaluation.model_dump(exclude={"knn_every_epoch", "monitor_train", "monitor_val"}),
-        "eval_view": {"pairs": v.source(cfg.dataset.name), "color_space": v.color_space},
+        "eval_view": cfg.views.family(cfg.dataset.name).eval_key(),
     }
 
 

@@ -39,9 +39,15 @@ def test_defaults_validate():
         ({"trainer": {"lr": "0.1"}}, "trainer.lr"),
         ({"evaluation": {"monitor_test": 5}}, "evaluation.monitor_test"),
         ({"mi": {"pairs": 64}}, "mi.pairs"),  # fewer than one batch of 256
-        ({"views": {"pairs": "channels"}}, "views.pairs"),  # grayscale data
-        ({"views": {"pairs": "toy"}}, "views.pairs"),
-        ({"views": {"patch_distance": 0.5}}, "views.patch_distance"),  # not the patches source
+        ({"views": {"pairs": "channels"}}, "views.pairs.kind"),  # grayscale data
+        ({"views": {"pairs": "toy"}}, "views.pairs.kind"),
+        ({"views": {"pairs": "rings"}}, "views.pairs.kind"),  # not a registered family
+        ({"views": {"pairs": {"distance": 0.5}}}, "views.pairs.kind"),
+        ({"views": {"pairs": 3}}, "views.pairs"),
+        ({"views": {"pairs": {"kind": "patches", "gap": 0.5}}}, "views.pairs.gap"),  # another family's knob
+        ({"views": {"pairs": {"kind": "patches", "distance": 1.5}}}, "views.pairs.distance"),
+        ({"views": {"pairs": {"kind": "patches", "distance": {"uniform": [0.0, 1.5]}}}}, "views.pairs.distance"),
+        ({"views": {"patch_distance": 0.5}}, "views.patch_distance"),  # an old flat key
         ({"views": {"stages": ["RandomErasing"]}}, "views.stages.0"),
         ({"views": {"stages": [{"RandomErasing": {"p": 2.0}}]}}, "views.stages.0.RandomErasing.p"),
     ],
@@ -84,6 +90,41 @@ def test_renamed_keys_say_what_to_write_instead():
     assert "monitor_val" in err.reason
 
 
+@pytest.mark.parametrize("old,new,kind", [
+    ("patch_size", "size", "patches"), ("patch_distance", "distance", "patches"),
+    ("color_space", "color_space", "channels"), ("frequency_cutoff", "cutoff", "frequency"),
+    ("frequency_gap", "gap", "frequency"), ("shared", "shared", "toy"),
+])
+def test_old_flat_family_keys_name_their_new_key(old, new, kind):
+    err = error_of({"views": {old: {"grid": [0.5]}}})
+    assert err.key == f"views.{old}" and f"views.pairs.{new}" in err.reason and f"kind: {kind}" in err.reason
+
+
+def test_a_family_is_a_name_or_a_mapping_with_its_knobs():
+    from trainers.pairs.registry import FAMILIES
+
+    assert validate_train({"views": {"pairs": "patches"}}).views.pairs == FAMILIES["patches"]()
+    cfg = validate_train({"views": {"pairs": {"kind": "frequency", "cutoff": 0.3, "gap": {"uniform": [0.0, 0.8]}}}})
+    assert (cfg.views.pairs.kind, cfg.views.pairs.cutoff, cfg.views.pairs.gap) == ("frequency", 0.3, 0.4)
+    assert validate_train({}).views.source("fashion_mnist") == "augment"
+    assert validate_train({"dataset": {"name": "infomin_toy"}}).views.source("infomin_toy") == "toy"
+    err = error_of({"views": {"pairs": "rings"}})
+    assert all(name in err.reason for name in FAMILIES)  # the registered kinds are listed
+    assert "size, distance" in error_of({"views": {"pairs": {"kind": "patches", "gap": 0.1}}}).reason
+    flat = flatten(validate_train({"views": {"pairs": {"kind": "patches", "distance": 0.25}}}))
+    assert flat["views.pairs.kind"] == "patches" and flat["views.pairs.distance"] == 0.25  # MLflow params
+
+
+def test_set_reaches_a_familys_knobs():
+    raw = {"views": {"pairs": {"kind": "patches"}}}
+    out = apply_overrides(raw, ["views.pairs.distance={uniform: [0.0, 1.0]}"], TrainConfig)
+    assert out["views"]["pairs"] == {"kind": "patches", "distance": {"uniform": [0.0, 1.0]}}
+    assert validate_train(out).views.pairs.distance == 0.5
+    with pytest.raises(SpecError) as err:
+        apply_overrides(raw, ["views.pairs.nope=1"], TrainConfig)
+    assert err.value.key == "views.pairs.nope"
+
+
 def test_domains_reach_into_the_stage_list():
     raw = {"views": {"stages": [{"RandomSharpness": {"sharpness": {"uniform": [0.1, 0.9]}, "p": 1.0}}]}}
     assert validate_train(raw).views.stages[0]["RandomSharpness"]["sharpness"] == pytest.approx(0.5)
@@ -96,7 +137,7 @@ def test_strength_scaling_is_declared_once_per_knob():
     knobs = ViewsConfig.pipeline_knobs()
     assert knobs["crop_scale_min"] == "towards_one" and knobs["crop_ratio_max"] == "log"
     assert knobs["solarize_threshold"] == "fixed" and knobs["blur_p"] == "linear"
-    assert "strength" not in knobs and "patch_distance" not in knobs and len(knobs) == 17
+    assert "strength" not in knobs and "pairs" not in knobs and len(knobs) == 17
 
 
 # ----------------------------------------------------------------------------- the method section

@@ -40,14 +40,14 @@ def with_views(**views) -> TrainConfig:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("knob,values,extra", [
-    ("patch_distance", (0.0, 0.5, 1.0), {"pairs": "patches", "patch_size": 0.5}),
-    ("frequency_gap", (0.0, 0.4, 0.8), {"pairs": "frequency", "frequency_cutoff": 0.3}),
+    ("distance", (0.0, 0.5, 1.0), {"kind": "patches", "size": 0.5}),
+    ("gap", (0.0, 0.4, 0.8), {"kind": "frequency", "cutoff": 0.3}),
 ], ids=["patches", "frequency"])
 def test_view_mi_falls_along_each_familys_knob(fmnist, knob, values, extra):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        nats = [view_mi(build_pairs(with_views(strength=0.0, **extra, **{knob: v}), fmnist), PROTOCOL).nats
+        nats = [view_mi(build_pairs(with_views(strength=0.0, pairs={**extra, knob: v}), fmnist), PROTOCOL).nats
                 for v in values]
     finally:
         torch.set_num_threads(threads)
@@ -57,8 +57,8 @@ def test_view_mi_falls_along_each_familys_knob(fmnist, knob, values, extra):
 
 def test_every_family_trains_and_evaluates_on_its_own_views():
     base = tiny_train_config().model_dump()
-    for views, channels in (({"pairs": "patches", "patch_distance": 0.5}, 1), ({"pairs": "frequency"}, 1),
-                            ({"pairs": "channels", "color_space": "ydbdr"}, 3)):
+    for views, channels in (({"pairs": {"kind": "patches", "distance": 0.5}}, 1), ({"pairs": "frequency"}, 1),
+                            ({"pairs": {"kind": "channels", "color_space": "ydbdr"}}, 3)):
         cfg = TrainConfig.model_validate({**base, "dataset": {**base["dataset"], "channels": channels},
                                           "views": {"strength": 0.3, **views}})
         trainer = Trainer(cfg)
@@ -108,7 +108,7 @@ def test_a_kornia_stage_changes_the_views_and_its_argument_can_be_searched():
 
 def test_the_view_grid_draws_the_sources_own_pairs(tmp_path):
     cfg = tiny_train_config()
-    cfg = TrainConfig.model_validate({**cfg.model_dump(), "views": {"pairs": "patches", "patch_size": 0.5}})
+    cfg = TrainConfig.model_validate({**cfg.model_dump(), "views": {"pairs": {"kind": "patches", "size": 0.5}}})
     source = build_pairs(cfg, load_data(cfg.dataset))
     originals, v1, _ = draw_pairs(source, 4)
     assert originals.shape[-1] == 16 and v1.shape[-1] == 8  # the patches, not the whole images
@@ -131,7 +131,7 @@ def test_toy_trials_measure_their_own_views(tmp_path):
         write_idx(raw / f"{split}-labels-idx1-ubyte.gz", rng.integers(0, 10, n))
     cfg = TrainConfig.model_validate({
         "dataset": {"name": "infomin_toy", "root": str(tmp_path), "subset": 300, "test_subset": 64},
-        "views": {"strength": 0.0, "shared": ["class"]},
+        "views": {"strength": 0.0, "pairs": {"kind": "toy", "shared": ["class"]}},
         "model": {"width": 8, "proj_dim": 8, "proj_hidden": 16},
         "trainer": {"epochs": 1, "batch_size": 32, "device": "cpu"},
         "mi": {"steps": 5, "batch_size": 32, "pairs": 128, "label_steps": 5, "label_batch_size": 32},

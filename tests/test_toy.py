@@ -249,7 +249,7 @@ def test_tiny_training_reports_a_probe_per_factor(fake_root):
     cfg = TrainConfig.model_validate({
         "dataset": {"name": "infomin_toy", "root": str(fake_root), "subset": 128, "test_subset": 64},
         "model": {"width": 8, "proj_dim": 16, "proj_hidden": 32},
-        "views": {"strength": 0.0, "shared": ["class"]},
+        "views": {"strength": 0.0, "pairs": {"kind": "toy", "shared": ["class"]}},
         "trainer": {"epochs": 1, "batch_size": 32, "max_steps": 2, "device": "cpu", "threads": 1},
         "evaluation": {"knn_k": 10, "linear_epochs": 1, "monitor_train": 100, "monitor_val": 12},
     })
@@ -263,8 +263,16 @@ def test_spec_grid_of_shared_subsets_loads():
     from search.spec import load_spec
 
     spec = load_spec(REPO / "spaces" / "infomin_toy.yaml")
-    grid = spec.domains["views.shared"]["grid"]
+    grid = spec.domains["views.pairs.shared"]["grid"]
     assert spec.train.dataset.name == "infomin_toy" and spec.search.algorithm == "grid"
     assert {tuple(g) for g in grid} >= {("class",), ("background",), ("position",)}
     for subset in grid:
-        assert trial_config(spec.train_raw, {"views.shared": subset}).views.shared == subset
+        assert trial_config(spec.train_raw, {"views.pairs.shared": subset}).views.pairs.shared == subset
+
+
+def test_the_toy_familys_factors_are_the_datasets():
+    from typing import get_args
+
+    from trainers.pairs.toy import Factor
+
+    assert get_args(Factor) == FACTORS

@@ -16,6 +16,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from trainers.domains import check_domain, domain_values, find_domains, is_domain, resolve, set_path
 from trainers.errors import KeyedError, SpecError, locate
 from trainers.methods import knobs as method_knobs
+from trainers.pairs.family import KIND_KEY, PairFamily
+from trainers.pairs.registry import FAMILIES, PairsSpec, default_family
 
 CHANNELS = {
     "fashion_mnist": 1,
@@ -28,11 +30,12 @@ CHANNELS = {
 }
 DATASETS = tuple(CHANNELS)
 VAL_DEFAULT_MAX, VAL_DEFAULT_FRACTION = 5000, 0.1
-PAIR_SOURCES = ("augment", "patches", "channels", "frequency", "toy")
 # Keys that existed once: a spec that still names one gets the replacement in its error.
 RENAMED = {
     "evaluation.monitor_test": "renamed to evaluation.monitor_val: the per-epoch kNN scores validation "
     "images, never the test split",
+    **{f"views.{old}": f"moved to views.pairs.{new} (views.pairs: {{kind: {kind}, {new}: ...}})"
+       for kind, family in FAMILIES.items() for old, new in family.flat_keys.items()},
 }
 
 
@@ -93,13 +96,11 @@ def _knob(default: Any, scale: str, **kw: Any) -> Any:
 class ViewsConfig(_Section):
     """How the two views of an image are made.
 
-    ``pairs`` picks the source: two independent draws of the augmentation pipeline (``augment``,
-    the default), or one of InfoMin's view families, whose one knob moves the shared information
-    from "identical" to "nothing in common": two patches at ``patch_distance`` (``patches``), the
-    first colour channel against the other two in ``color_space`` (``channels``, RGB only), a
-    low-pass against a high-pass view with ``frequency_gap`` between their bands
-    (``frequency``); ``toy`` re-renders the ``infomin_toy`` images keeping the ``shared``
-    factors. The augmentation pipeline runs on top of every source, then the Kornia ``stages``.
+    ``pairs`` picks the view family with its knobs, ``{kind: <family>, <knob>: ...}`` (a bare
+    family name is ``{kind: <family>}`` with the defaults); each family declares its knobs in its
+    module of ``trainers/pairs/`` and ``trainers/pairs/registry.py`` lists them. Unset, it is the
+    dataset's default family (``toy`` for ``infomin_toy``, ``augment`` otherwise). The
+    augmentation pipeline runs on top of every family, then the Kornia ``stages``.
 
     The pipeline knobs are the magnitudes at strength 1; ``strength`` scales all of them at once
     (each knob's ``scale``): ``linear`` m -> s*m (magnitudes, probabilities), ``towards_one``
@@ -131,21 +132,26 @@ class ViewsConfig(_Section):
         description="extra kornia.augmentation stages after the built-in ops, each {ClassName: {arg: value}}; "
         "'auto.RandAugment' names kornia.augmentation.auto; any numeric argument may be a search domain",
     )
-    pairs: Literal["augment", "patches", "channels", "frequency", "toy"] | None = Field(
-        None, description="the pair source; default: toy for dataset infomin_toy, augment otherwise"
+    pairs: PairsSpec | None = Field(
+        None, description="the view family {kind: ..., its knobs}; default: the dataset's (toy for infomin_toy, "
+        "augment otherwise)",
     )
-    patch_size: float = Field(0.5, gt=0.0, le=1.0, description="patches: patch side / image side")
-    patch_distance: float = Field(
-        0.5, ge=0.0, le=1.0, description="patches: centre distance / (image side - patch side); 0 = the same patch"
-    )
-    color_space: Literal["lab", "ydbdr"] = Field("lab", description="channels: L vs ab, or Y vs DbDr")
-    frequency_cutoff: float = Field(0.25, gt=0.0, lt=1.0, description="frequency: the band edge, radial, in (0, 1)")
-    frequency_gap: float = Field(
-        0.0, ge=0.0, le=1.0, description="frequency: the gap around the cutoff that neither view keeps; 0 = none"
-    )
-    shared: list[Literal["class", "background", "position"]] | None = Field(
-        None, description="infomin_toy only: the factors the two views share (the rest are redrawn)"
-    )
+
+    @field_validator("pairs", mode="before")
+    @classmethod
+    def _family(cls, value: Any) -> Any:
+        """A bare name is the family with its defaults; an unknown kind lists the registered ones."""
+        if isinstance(value, str):
+            value = {"kind": value}
+        if value is not None and not isinstance(value, (dict, PairFamily)):
+            raise KeyedError("views.pairs", f"must be a family name or {{kind: <family>, <knob>: ...}}, got {value!r}; "
+                                            f"registered: {', '.join(FAMILIES)}")
+        if isinstance(value, dict):
+            kind = value.get("kind")
+            if kind not in FAMILIES:
+                what = "missing" if "kind" not in value else f"unknown view family {kind!r}"
+                raise KeyedError(KIND_KEY, f"{what}; registered: {', '.join(FAMILIES)}")
+        return value
 
     @classmethod
     def pipeline_knobs(cls) -> dict[str, str]:
@@ -186,18 +192,13 @@ class ViewsConfig(_Section):
             }
         )
 
+    def family(self, dataset: str) -> PairFamily:
+        """The view family in force (``pairs`` or the dataset's default), with its knobs."""
+        return self.pairs if self.pairs is not None else default_family(dataset)
+
     def source(self, dataset: str) -> str:
-        """The pair source in force (``pairs`` or the dataset's default)."""
-        return self.pairs or ("toy" if dataset == "infomin_toy" else "augment")
-
-
-# The knobs that belong to one pair source: setting one with another source is an error.
-SOURCE_KNOBS = {
-    "patches": ("patch_size", "patch_distance"),
-    "channels": ("color_space",),
-    "frequency": ("frequency_cutoff", "frequency_gap"),
-    "toy": ("shared",),
-}
+        """The name of the view family in force."""
+        return self.family(dataset).kind
 
 
 class NegativesConfig(_Section):
@@ -315,15 +316,7 @@ class TrainConfig(_Section):
                         f"views.{knob}",
                         f"needs 3 colour channels, but dataset '{name}' has {channels}; remove it or set it to 0",
                     )
-        source = self.views.source(name)
-        if source == "toy" and name != "infomin_toy":
-            raise KeyedError("views.pairs", f"'toy' re-renders dataset infomin_toy, not '{name}'")
-        if source == "channels" and channels != 3:
-            raise KeyedError("views.pairs", f"'channels' splits colour channels, but dataset '{name}' has {channels}")
-        for other, knobs in SOURCE_KNOBS.items():
-            for knob in knobs:
-                if other != source and knob in self.views.model_fields_set:
-                    raise KeyedError(f"views.{knob}", f"only applies to views.pairs: {other} (this spec uses {source})")
+        self.views.family(name).check_data(name, channels)
         return self
 
 
@@ -344,7 +337,11 @@ def error_key(err: ValidationError) -> tuple[str, str]:
     ctx = first.get("ctx", {})
     if isinstance(ctx.get("error"), KeyedError):
         return ctx["error"].key, ctx["error"].reason
-    key, union = locate(first["loc"], TrainConfig)
+    loc = list(first["loc"])
+    family = None
+    if [str(p) for p in loc[:2]] == ["views", "pairs"] and len(loc) > 2 and loc[2] in FAMILIES:
+        family = FAMILIES[loc.pop(2)]  # pydantic names the family it picked; the spec has no such level
+    key, union = locate(tuple(loc), TrainConfig)
     if first["type"] == "union_tag_invalid":  # e.g. method.name: byol
         discriminator = ctx["discriminator"].strip("'")
         return f"{key}.{discriminator}", f"{ctx['tag']!r} is not registered; the registered ones are {ctx['expected_tags']}"
@@ -355,6 +352,8 @@ def error_key(err: ValidationError) -> tuple[str, str]:
             others = [t for t, m in members.items() if knob in m.model_fields]
             if others:
                 return key, f"only applies to {union_key}.{disc}: {' or '.join(others)} (this spec uses {tag})"
+        if key not in RENAMED and family is not None:
+            return key, f"unknown key of views.pairs kind '{family.name()}' (its keys: {', '.join(family.knobs()) or 'none'})"
         return key, RENAMED.get(key, "unknown key")
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] != "missing" and "input" in first:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, get_args
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel
@@ -131,18 +132,28 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, parsed
 
 
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The config models a field may hold, through Optional, unions (``views.pairs``: one model per
+    view family) and Annotated."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _models(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return [model for arg in get_args(annotation) for model in _models(arg)]
+    return [annotation] if isinstance(annotation, type) and issubclass(annotation, BaseModel) else []
+
+
 def known_key(schema: type[BaseModel], key: str) -> bool:
-    """Is ``key`` a leaf or section of the schema? (Past a list, e.g. ``views.stages.0...``, any key is
-    accepted here: the schema validates list items itself.)"""
-    model: Any = schema
+    """Is ``key`` a leaf or section of the schema (of any model a union there may hold)? Past a
+    list, e.g. ``views.stages.0...``, any key is accepted here: the schema validates list items."""
+    annotations: list[Any] = [schema]
     for part in key.split("."):
-        members = [m for m in get_args(model) or (model,) if isinstance(m, type) and issubclass(m, BaseModel)]
-        if not members:  # a union's members (a discriminated section such as ``method``), or one model
-            return model is list or getattr(model, "__origin__", None) is list
-        owners = [m for m in members if part in m.model_fields]
-        if not owners:
+        models = [model for annotation in annotations for model in _models(annotation)]
+        if not models:
+            return any(a is list or get_origin(a) is list for a in annotations)
+        annotations = [model.model_fields[part].annotation for model in models if part in model.model_fields]
+        if not annotations:
             return False
-        model = owners[0].model_fields[part].annotation
     return True
 
 

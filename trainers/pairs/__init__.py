@@ -1,4 +1,4 @@
-"""View-pair sources: how the two views of an image are made (``views.pairs``).
+"""View-pair sources: how the two views of an image are made (``views.pairs``, one family each).
 
 ``build_pairs(cfg, data)`` is the one place a source is built from the config; the training
 step, the view-MI measurement, the view grids and the throughput benchmark all call what it
@@ -7,32 +7,24 @@ returns (``base.PairSource``), so they can never disagree about what a trial's v
 
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING
 
-from trainers.config import TrainConfig
-from trainers.data.bundle import DataBundle
 from trainers.errors import SpecError
-from trainers.pairs.base import Identity, PairSource, Relation
-from trainers.pairs.channels import ColourChannels
-from trainers.pairs.frequency import FrequencyBands
-from trainers.pairs.patches import Patches
-from trainers.pairs.toy import ToyRerender
-from trainers.views import ViewPipeline
+from trainers.pairs.base import PairSource, Relation
+
+if TYPE_CHECKING:  # the config imports the registry of this package: none of these at load time
+    from torch import Tensor
+
+    from trainers.config import TrainConfig
+    from trainers.data.bundle import DataBundle
+    from trainers.views import ViewPipeline
 
 __all__ = ["PairSource", "build_pairs", "relation_for"]
 
 
 def relation_for(cfg: TrainConfig) -> Relation:
-    """The relation of ``views.pairs`` with its knobs."""
-    v = cfg.views
-    source = v.source(cfg.dataset.name)
-    if source == "patches":
-        return Patches(v.patch_size, v.patch_distance)
-    if source == "channels":
-        return ColourChannels(v.color_space)
-    if source == "frequency":
-        return FrequencyBands(v.frequency_cutoff, v.frequency_gap)
-    return Identity()
+    """The relation of the family in force (``views.pairs`` or the dataset's default)."""
+    return cfg.views.family(cfg.dataset.name).relation()
 
 
 class Augmentation:
@@ -56,6 +48,8 @@ def build_augmentation(cfg: TrainConfig, images: Tensor) -> Augmentation | None:
     that cannot work on these images (a colour op on grayscale) fails here, naming the stage,
     not at a random step of a training.
     """
+    from trainers.views import ViewPipeline
+
     v = cfg.views
     channels = int(images.shape[1])
     pipeline = ViewPipeline(v, channels) if v.strength > 0 else None
@@ -72,6 +66,6 @@ def build_augmentation(cfg: TrainConfig, images: Tensor) -> Augmentation | None:
 
 def build_pairs(cfg: TrainConfig, data: DataBundle) -> PairSource:
     """The trial's pair source over ``data``'s training images (on their device). Raises SpecError."""
-    source = cfg.views.source(cfg.dataset.name)
-    second = ToyRerender(data, cfg.views.shared) if source == "toy" else None
-    return PairSource(data.train_x, build_augmentation(cfg, data.train_x), relation_for(cfg), second, name=source)
+    family = cfg.views.family(cfg.dataset.name)
+    augment = build_augmentation(cfg, data.train_x)
+    return PairSource(data.train_x, augment, family.relation(), family.second_view(data), name=family.kind)

@@ -11,20 +11,25 @@ the two views the contrastive loss compares? Every source here is built the same
    Kornia stages); at ``views.strength: 0`` with no stages this is the identity;
 3. a *relation* picks what each view keeps of its augmented copy: all of it (``augment``), a
    patch at a controlled distance from the other view's patch (``patches``), a group of colour
-   channels (``channels``) or a frequency band (``frequency``).
+   channels (``channels``), a frequency band (``frequency``) or a rotation (``rotation``).
+
+Each family declares its knobs and builds its relation in its own module (``family.py`` says how).
 
 So the relation is what decides *how the views relate*, and the augmentation on top erodes
 whatever they still share. Everything runs on the images' device as batched tensor ops, with
 random draws from torch's global RNG (a trainer's seed makes them reproducible).
+
+This package imports torch only where a view is made, never at import: the config validates a
+spec's ``views.pairs`` through the families' knob models, and spec validation stays torch-free.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import torch
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class Relation(Protocol):
@@ -51,14 +56,15 @@ class Relation(Protocol):
         ...
 
 
-class Identity:
-    """The default relation: each view is its whole augmented copy."""
+class RelationBase:
+    """Defaults a relation may keep: view 1 alone is drawn as a pair's first view is, the encoder
+    sees whole images at evaluation, and the views keep the images' channels."""
 
     def pair(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-        return a, b
+        raise NotImplementedError
 
     def single(self, a: Tensor) -> Tensor:
-        return a
+        return self.pair(a, a)[0]
 
     def eval_view(self, x: Tensor) -> Tensor:
         return x
@@ -67,7 +73,17 @@ class Identity:
         return channels
 
 
-Augment = Callable[[Tensor], Tensor]  # float [N,C,H,W] -> one random view each, same shape
+class Identity(RelationBase):
+    """The default relation: each view is its whole augmented copy."""
+
+    def pair(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+        return a, b
+
+    def single(self, a: Tensor) -> Tensor:
+        return a
+
+
+Augment = Callable[["Tensor"], "Tensor"]  # float [N,C,H,W] -> one random view each, same shape
 
 
 class PairSource:
@@ -102,6 +118,8 @@ class PairSource:
         return self.augment(x) if self.augment is not None else x
 
     def __call__(self, idx: Tensor, need_second: bool = True) -> tuple[Tensor, Tensor | None]:
+        import torch
+
         x = self.images[idx].float().div_(255.0)
         if not need_second:
             return self.relation.single(self._augment(x)), None

@@ -20,12 +20,19 @@ band-limiting), so ringing leaves them in about [-0.5, 1.5].
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
-from torch import Tensor
+from pydantic import Field
+
+from trainers.pairs.base import RelationBase
+from trainers.pairs.family import PairFamily
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
-class FrequencyBands:
+class FrequencyBands(RelationBase):
     """Views = a low band and a high band (offset by 0.5) of each image, ``gap`` apart."""
 
     def __init__(self, cutoff: float, gap: float):
@@ -40,6 +47,8 @@ class FrequencyBands:
     def masks(self, h: int, w: int, device: torch.device | str | None = None) -> tuple[Tensor, Tensor]:
         """(low, high) float masks [h, w // 2 + 1] over ``rfft2`` coefficients, cached per size and
         device so a training step only multiplies."""
+        import torch
+
         device = torch.device(device if device is not None else "cpu")
         key = (h, w, device)
         if key not in self._masks:
@@ -52,6 +61,8 @@ class FrequencyBands:
         return self._masks[key]
 
     def _band(self, x: Tensor, which: int) -> Tensor:
+        import torch
+
         h, w = x.shape[-2], x.shape[-1]
         spec = torch.fft.rfft2(x if x.dtype in (torch.float32, torch.float64) else x.float())  # no half FFTs
         return torch.fft.irfft2(spec * self.masks(h, w, x.device)[which], s=(h, w))
@@ -69,8 +80,19 @@ class FrequencyBands:
     def single(self, a: Tensor) -> Tensor:
         return self.low(a)
 
-    def eval_view(self, x: Tensor) -> Tensor:
-        return x
 
-    def out_channels(self, channels: int) -> int:
-        return channels
+
+class FrequencyFamily(PairFamily):
+    """``views.pairs: {kind: frequency, cutoff, gap}``."""
+
+    kind: Literal["frequency"] = "frequency"
+    cutoff: float = Field(0.25, gt=0.0, lt=1.0, description="the band edge, radial, in (0, 1)")
+    gap: float = Field(0.0, ge=0.0, le=1.0, description="the gap around the cutoff that neither view keeps; 0 = none")
+
+    flat_keys: ClassVar[dict[str, str]] = {"frequency_cutoff": "cutoff", "frequency_gap": "gap"}
+
+    def relation(self) -> FrequencyBands:
+        return FrequencyBands(self.cutoff, self.gap)
+
+
+FAMILY = FrequencyFamily

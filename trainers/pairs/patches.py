@@ -16,12 +16,19 @@ the shorter side and each axis places the patches within its own extent.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-import torch
-from torch import Tensor
+from pydantic import Field
+
+from trainers.pairs.base import RelationBase
+from trainers.pairs.family import PairFamily
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor
 
 
-class Patches:
+class Patches(RelationBase):
     """Views = two ``p x p`` patches whose centres are ``distance * L`` pixels apart."""
 
     def __init__(self, size: float, distance: float):
@@ -43,6 +50,8 @@ class Patches:
         Public so a test can crop with the very offsets a batch used. The first corner is uniform
         over the positions where *both* patches fit, so no position is favoured near the borders.
         """
+        import torch
+
         h, w = (size, size) if isinstance(size, int) else size
         p = self.side((h, w))
         reach = self.distance * (min(h, w) - p)
@@ -56,6 +65,8 @@ class Patches:
 
     def crop(self, x: Tensor, corners: Tensor) -> Tensor:
         """The ``p x p`` patches of ``x`` [B, C, H, W] at ``corners`` [B, 2], as one gather."""
+        import torch
+
         p = self.side((x.shape[-2], x.shape[-1]))
         offs = torch.arange(p, device=x.device)
         rows = (corners[:, 0, None] + offs)[:, :, None]  # [B, p, 1]
@@ -69,15 +80,30 @@ class Patches:
 
     def single(self, a: Tensor) -> Tensor:
         """One patch anywhere: with no partner there is no distance to respect."""
+        import torch
+
         h, w = a.shape[-2], a.shape[-1]
         p = self.side((h, w))
         count = torch.tensor([h - p + 1, w - p + 1], device=a.device)
         corner = (torch.rand(a.shape[0], 2, device=a.device) * count).long().minimum(count - 1)
         return self.crop(a, corner)
 
-    def eval_view(self, x: Tensor) -> Tensor:
-        """The whole image: the encoders pool globally, so they take any size."""
-        return x
+    # eval_view: the whole image (the default); the encoders pool globally, so they take any size.
 
-    def out_channels(self, channels: int) -> int:
-        return channels
+
+class PatchesFamily(PairFamily):
+    """``views.pairs: {kind: patches, size, distance}``."""
+
+    kind: Literal["patches"] = "patches"
+    size: float = Field(0.5, gt=0.0, le=1.0, description="patch side / image side")
+    distance: float = Field(
+        0.5, ge=0.0, le=1.0, description="centre distance / (image side - patch side); 0 = the same patch"
+    )
+
+    flat_keys: ClassVar[dict[str, str]] = {"patch_size": "size", "patch_distance": "distance"}
+
+    def relation(self) -> Patches:
+        return Patches(self.size, self.distance)
+
+
+FAMILY = PatchesFamily
