@@ -205,7 +205,7 @@ def test_stage_lists_and_std_are_checked():
 def stubbed_search(tmp_path, monkeypatch):
     """``search.run.main`` on the tiny spec with Ray and the trials replaced by stubs: each phase
     can be interrupted on cue. Returns (spec path, the hooks a test sets)."""
-    from search import cluster, run
+    from search import cluster, session
 
     monkeypatch.chdir(tmp_path)
     spec = tmp_path / "tiny.yaml"
@@ -226,11 +226,11 @@ def stubbed_search(tmp_path, monkeypatch):
     monkeypatch.setattr(cluster, "connect", lambda address, verbose=False: cluster.RayInfo("127.0.0.1:1", True, None, False))
     monkeypatch.setattr(cluster, "impossible_resources", lambda cpu, gpu: None)
     monkeypatch.setattr(cluster, "disconnect", phase("disconnect"))
-    monkeypatch.setattr(run, "run_tags", lambda info: {"host": "h"})
-    monkeypatch.setattr(run, "fit", phase("fit"))
-    monkeypatch.setattr(run, "search_status", lambda results: "FINISHED")
-    monkeypatch.setattr(run, "print_summary", lambda *a: None)
-    monkeypatch.setattr(run, "build_report", phase("report"))
+    monkeypatch.setattr(session, "run_tags", lambda info: {"host": "h"})
+    monkeypatch.setattr(session.SearchSession, "fit", phase("fit"))
+    monkeypatch.setattr(session, "search_status", lambda results: "FINISHED")
+    monkeypatch.setattr(session.SearchSession, "print_summary", lambda *a: None)
+    monkeypatch.setattr(session.SearchSession, "report", phase("report"))
     hooks["report_returns"] = 0
     return spec, hooks, events
 

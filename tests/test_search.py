@@ -380,21 +380,21 @@ def test_existing_cluster_and_a_diverged_trial(tmp_path, tiny_spec):
 
 
 def test_plan_new_resume_fresh_and_mismatch(tmp_path, monkeypatch):
-    from search import run
+    from search import session
     from search.paths import paths_for
     from search.spec import SpecError
 
     spec = spec_of()
     paths = paths_for(spec, tmp_path)
-    assert run.plan_run(spec, paths, fresh=False).mode == "new"
+    assert session.plan_run(spec, paths, fresh=False).mode == "new"
     paths.experiment_dir.mkdir(parents=True)
     paths.state_file.write_text(json.dumps({"fingerprint": spec.fingerprint(), "parent_run_id": "p"}))
-    monkeypatch.setattr(run, "restorable", lambda p: True)
-    assert run.plan_run(spec, paths, fresh=False).mode == "resume"
-    assert run.plan_run(spec, paths, fresh=True).mode == "fresh"
+    monkeypatch.setattr(session, "restorable", lambda p: True)
+    assert session.plan_run(spec, paths, fresh=False).mode == "resume"
+    assert session.plan_run(spec, paths, fresh=True).mode == "fresh"
     other = spec_of(search={"num_samples": 9})
     with pytest.raises(SpecError) as err:
-        run.plan_run(other, paths_for(other, tmp_path), fresh=False)
+        session.plan_run(other, paths_for(other, tmp_path), fresh=False)
     assert err.value.key == "experiment" and "--fresh" in err.value.reason
-    monkeypatch.setattr(run, "restorable", lambda p: False)  # killed before Tune wrote its state
-    assert run.plan_run(spec, paths, fresh=False).mode == "new"
+    monkeypatch.setattr(session, "restorable", lambda p: False)  # killed before Tune wrote its state
+    assert session.plan_run(spec, paths, fresh=False).mode == "new"

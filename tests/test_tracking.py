@@ -259,7 +259,7 @@ def test_experiment_end_reconciles_runs_with_trials(store, tmp_path):
 
 
 def test_fresh_search_replaces_the_old_one(store, tmp_path, monkeypatch):
-    from search import run
+    from search import session
 
     spec = validate_spec({**yaml.safe_load(TINY_SPEC), "experiment": "unit"})
     paths = paths_for(spec, tmp_path)
@@ -268,9 +268,11 @@ def test_fresh_search_replaces_the_old_one(store, tmp_path, monkeypatch):
     cb.setup()
     cb.on_trial_start(0, [], fake_trial("old1"))
     paths.ray_experiment.mkdir(parents=True)
-    monkeypatch.setattr(run, "run_tags", lambda info: {"host": "h"})
-    plan = run.Plan("fresh", {"parent_run_id": old_parent, "experiment_id": exp})
-    parent = run.open_parent(spec, paths, plan, store, exp, info=None)
+    monkeypatch.setattr(session, "run_tags", lambda info: {"host": "h"})
+    plan = session.Plan("fresh", {"parent_run_id": old_parent, "experiment_id": exp})
+    search = session.SearchSession(spec, paths, store.store, plan)
+    search.experiment_id = exp
+    parent = search.open_parent()
     assert parent != old_parent and not store.run_exists(old_parent) and store.children(exp, old_parent) == []
     assert not paths.ray_storage.exists()
     saved = json.loads(paths.state_file.read_text())
