@@ -26,7 +26,6 @@ CHANNELS = {
     "synthetic": None,  # set by dataset.channels
     "infomin_toy": 3,
 }
-DATASETS = tuple(CHANNELS)
 VAL_DEFAULT_MAX, VAL_DEFAULT_FRACTION = 5000, 0.1
 PAIR_SOURCES = ("augment", "patches", "channels", "frequency", "toy")
 # Keys that existed once: a spec that still names one gets the replacement in its error.
