@@ -188,10 +188,9 @@ def test_stage_lists_and_std_are_checked():
         check_kwargs(resolve_stage_class("RandomGaussianNoise"), {"std": -0.2})
     check_kwargs(resolve_stage_class("RandomGaussianNoise"), {"std": 0.2})
     too_many = {**yaml.safe_load(TINY_SPEC), "views": {"stages": [{"RandomHorizontalFlip": None}] * (MAX_STAGES + 1)}}
-    start = time.monotonic()
-    with pytest.raises(SpecError) as err:
+    with pytest.raises(SpecError) as err:  # how fast: benchmarks/refusals.py
         validate_spec(too_many)
-    assert err.value.key == f"views.stages.{MAX_STAGES}" and time.monotonic() - start < 5
+    assert err.value.key == f"views.stages.{MAX_STAGES}"
     huge = "experiment: x\nviews:\n  stages:\n" + "  - RandomErasing: {p: 0.5}\n" * 10_000
     with pytest.raises(SpecError) as err:
         parse_yaml(huge)
