@@ -60,13 +60,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def mlflow_runs(store: Path | str, experiment: str):
-    """``(client, parents, children)`` of an experiment in a store: a SQLite file's path or any tracking URI."""
+def mlflow_runs(store: Path | str, experiment: str, deleted: bool = False):
+    """``(client, parents, children)`` of an experiment in a store: a SQLite file's path or any tracking URI;
+    ``deleted`` includes the soft-deleted runs. The tests' one reader of MLflow runs."""
+    from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{store}" if isinstance(store, Path) else store)
     exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    runs = client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL if deleted else ViewType.ACTIVE_ONLY,
+                              max_results=1000)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     return client, parents, children

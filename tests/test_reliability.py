@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import TINY_SPEC, cli_env, kill_group, run_search, search_cmd
+from tests.conftest import TINY_SPEC, cli_env, kill_group, mlflow_runs, run_search, search_cmd
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -184,16 +184,6 @@ def wait_for(lines: list[str], pattern: str, proc: subprocess.Popen, timeout: fl
     raise AssertionError(f"never saw {pattern!r}:\n" + "".join(lines)[-3000:])
 
 
-def runs_of(cwd: Path, experiment: str = "tiny"):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{cwd / 'runs' / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
-    return [r for r in runs if "mlflow.parentRunId" not in r.data.tags], \
-        [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-
-
 FAULT_ARGS = ["--set", "trainer.epochs=4", "--set", "search.num_samples=3", "--set", "trainer.max_steps=3"]
 
 
@@ -209,7 +199,7 @@ def test_a_second_search_of_the_same_experiment_is_refused(tmp_path, tiny_spec):
         assert first.wait(timeout=400) == 0, "".join(lines)[-3000:]
     finally:
         kill_group(first.pid)
-    parents, children = runs_of(tmp_path)
+    _, parents, children = mlflow_runs(tmp_path / "runs" / "mlflow.db", "tiny")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 3 and all(r.info.status == "FINISHED" for r in children)
     summary = json.loads((tmp_path / "runs" / "tiny" / "report" / "summary.json").read_text())
@@ -230,7 +220,7 @@ def test_an_interrupt_stops_cleanly_and_the_rerun_resumes(tmp_path, tiny_spec, s
     out = "".join(lines)
     assert "rerun the same command to resume" in out
     assert "Traceback" not in out and "core dumped" not in out
-    parents, children = runs_of(tmp_path)
+    _, parents, children = mlflow_runs(tmp_path / "runs" / "mlflow.db", "tiny")
     assert [p.info.status for p in parents] == ["KILLED"]
     for run in children:  # a run is FINISHED only if its trial trained to the end
         assert run.info.status != "FINISHED" or "linear_acc" in run.data.metrics, run.data.tags
@@ -240,7 +230,7 @@ def test_an_interrupt_stops_cleanly_and_the_rerun_resumes(tmp_path, tiny_spec, s
     rerun = run_search(tmp_path, tiny_spec, *FAULT_ARGS)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert "(resume)" in rerun.stdout
-    parents, children = runs_of(tmp_path)
+    _, parents, children = mlflow_runs(tmp_path / "runs" / "mlflow.db", "tiny")
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 3 and all(r.info.status == "FINISHED" and "linear_acc" in r.data.metrics for r in children)
 
