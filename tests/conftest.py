@@ -44,6 +44,24 @@ def run_search(cwd: Path, spec: Path, *args: str, timeout: float = 420, env: dic
                           timeout=timeout)
 
 
+@pytest.fixture
+def search_main(monkeypatch, capsys):
+    """``python -m search.run`` in this process, run from ``cwd`` with the environment of a user who
+    set nothing (``cli_env``): returns (exit code, stderr). For refusals that need no real process;
+    a few cases per refusal kind still run the command itself (``run_search``) to prove its exit 2."""
+    from search import run
+
+    def call(cwd: Path, spec: Path, *args: str) -> tuple[int, str]:
+        for key in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "RAY_AUTH_MODE"):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        code = run.main([str(spec), *args])
+        return code, capsys.readouterr().err
+
+    return call
+
+
 def kill_group(pgid: int) -> None:
     """Kill what a test started in its own session (a SIGKILLed driver leaves Ray agents behind)."""
     import signal

@@ -109,18 +109,23 @@ def _spec_for(case: str | bytes, tmp_path: Path) -> bytes:
     return case if isinstance(case, bytes) else case.encode()
 
 
+SUBPROCESS = ("not-utf8", "unreachable-address", "truncated-idx")  # the real command's exit 2, end to end
+
+
 @pytest.mark.parametrize("text,args,needle", [c[1:] for c in BAD_INPUTS], ids=[c[0] for c in BAD_INPUTS])
-def test_bad_input_exits_2_fast_naming_it_and_creating_nothing(tmp_path, text, args, needle):
+def test_bad_input_exits_2_naming_it_and_creating_nothing(request, tmp_path, search_main, text, args, needle):
+    """How fast these refusals come is measured by benchmarks/refusals.py, not asserted here."""
     spec = tmp_path / "bad.yaml"
     spec.write_bytes(_spec_for(text, tmp_path))
-    start = time.monotonic()
-    proc = run_search(tmp_path, spec, *args, timeout=60)
-    took = time.monotonic() - start
-    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert needle in proc.stderr, proc.stderr
-    assert "Traceback" not in proc.stderr
+    if request.node.callspec.id in SUBPROCESS:
+        proc = run_search(tmp_path, spec, *args, timeout=60)
+        code, err = proc.returncode, proc.stdout[-2000:] + proc.stderr
+        assert "Traceback" not in proc.stderr
+    else:
+        code, err = search_main(tmp_path, spec, *args)  # a traceback here would be an exception, failing the test
+    assert code == 2, err
+    assert needle in err, err
     assert not (tmp_path / "runs").exists()
-    assert took < 30, f"took {took:.1f} s"
 
 
 @pytest.mark.parametrize("case,needle", [(b"trainer: {epochs: 1}\nx: \xff\n", "not UTF-8"), ("fmnist", "truncated")])
