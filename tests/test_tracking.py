@@ -165,6 +165,30 @@ def test_errors_and_interruptions_leave_no_run_running(store, tmp_path):
     assert store.client.get_run(parent).info.status == "KILLED"
 
 
+def test_a_trial_ended_by_the_drivers_interrupt_stays_resumable(store, tmp_path, monkeypatch):
+    """The driver hands its ``Interrupt`` to the callback (``callback.bind``): a trial Tune ends early
+    because of Ctrl-C / SIGTERM is KILLED and tagged interrupted, one ASHA stopped is FINISHED."""
+    import signal
+
+    from search import callback
+    from search.interrupt import Interrupt
+
+    monkeypatch.setattr(callback, "_BOUND", {})  # this test's binding only
+    exp, parent, state = make_search(store, tmp_path)
+    stop = Interrupt()
+    callback.bind(state, stop)
+    cb = MlflowTrials(SPEC, state)
+    cb.setup()
+    stopped, cut = fake_trial("s1", last=epoch(1)), fake_trial("c1", last=epoch(1))
+    for trial in (stopped, cut):
+        cb.on_trial_start(0, [], trial)
+    cb.on_trial_complete(0, [], stopped)
+    stop.signal = signal.SIGTERM  # what its handler records
+    cb.on_trial_complete(0, [], cut)
+    runs = {r.data.tags["ray.trial_id"]: (r.info.status, r.data.tags["ray.status"]) for r in store.children(exp, parent)}
+    assert runs == {"s1": ("FINISHED", "stopped_early"), "c1": ("KILLED", "interrupted")}
+
+
 def test_fresh_soft_deletes_the_old_search(store, tmp_path):
     exp, parent, state = make_search(store, tmp_path)
     cb = MlflowTrials(SPEC, state)
