@@ -74,7 +74,7 @@ def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) 
 
 
 class SearchSession:
-    """A checked search and what it has started so far (Ray, the parent run, Tune's results)."""
+    """A checked search, holding its experiment lock, and what it has started so far (Ray, the parent run)."""
 
     def __init__(self, spec: Spec, paths: Paths, store: Store, plan: Plan, *, data: Any = None,
                  address: str | None = None, verbose: bool = False, interrupt: Interrupt | None = None,
