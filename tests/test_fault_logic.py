@@ -22,7 +22,7 @@ from search.micache import cached_mi
 from search.paths import Paths, paths_for
 from search.spec import validate_spec
 from search.tracking import Store
-from tests.conftest import REPO, TINY_SPEC, cli_env, kill_group, search_cmd
+from tests.conftest import REPO, TINY_SPEC, cli_env, kill_group, mlflow_runs, search_cmd
 from trainers.errors import KeyedError, SpecError
 from trainers.stages import MAX_STAGES, StageError, check_kwargs, resolve_stage_class
 
@@ -273,7 +273,7 @@ def test_a_second_interrupt_during_shutdown_stops_at_once(stubbed_search, capsys
 def test_a_disk_that_fills_mid_search_ends_with_one_line_naming_the_path(tmp_path):
     """The driver's writes of ``search.json`` fail with ENOSPC once the first epoch is in (a
     ``sitecustomize`` on PYTHONPATH, test-only): exit 1, the last line says what and where."""
-    from tests.test_reliability import runs_of, wait_for
+    from tests.test_reliability import wait_for
 
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_SPEC)
@@ -298,5 +298,5 @@ def test_a_disk_that_fills_mid_search_ends_with_one_line_naming_the_path(tmp_pat
     last = "".join(lines).strip().splitlines()[-1]
     assert last == ("error: no space left on device writing runs/tiny/search.tmp; free space or move runs/ "
                     "(it resumes in its new place)"), "".join(lines)[-3000:]
-    parents, children = runs_of(tmp_path)
+    _, parents, children = mlflow_runs(tmp_path / "runs" / "mlflow.db", "tiny")
     assert all(r.info.status != "RUNNING" for r in parents + children)  # every run ended
