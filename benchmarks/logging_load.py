@@ -1,7 +1,7 @@
 """The driver's logging load: how many trial results per second can one driver log to MLflow?
 
 The driver is MLflow's only writer (``search/tracking.py``): Tune calls its callback
-(``search/callback.py``, the real ``MlflowTrials`` class, built as ``search/run.py`` builds it)
+(``search/callback.py``, the real ``MlflowTrials`` class, built as ``search/session.py`` builds it)
 once per trial result, in one thread. If results arrive faster than the callback logs them, they
 queue, and the MLflow runs (and the console) fall behind the trials. This benchmark feeds that
 callback synthetic trials, with no Ray and no training, so the only cost measured is logging:

@@ -24,7 +24,7 @@ from typing import Any
 from ray.tune import Callback
 
 from analysis.store import EPOCH_METRICS, FINAL_METRICS, ONCE_METRICS, TAG_POINT, TAG_POINT_NAME, write_state
-from search import interrupt
+from search.interrupt import Interrupt
 from search.replicates import point_id, point_values
 from search.spec import Spec
 from search.summary import outcome
@@ -33,17 +33,18 @@ from search.trial import CHECKPOINT, CONFIG, VIEWS, trial_config
 from trainers.domains import flatten
 
 PREFIX = "[viewsearch]"
-_BOUND: dict[str, Path] = {}
+_BOUND: dict[str, Any] = {}
 
 
-def bind(state_file: Path) -> None:
+def bind(state_file: Path, interrupt: Interrupt | None = None) -> None:
     """The ``search.json`` of the search this driver runs, resolved from where it runs now.
 
     The callback comes back from ``tuner.pkl`` on resume with the absolute path of the place the
     search began; a ``runs/`` folder copied or moved since must read (and so write to the store
-    of) its own ``search.json``. Called by the driver before ``Tuner.fit``.
+    of) its own ``search.json``. Called by the driver before ``Tuner.fit``, with the driver's
+    interruption state, which tells a trial ended by Ctrl-C / SIGTERM from one that finished.
     """
-    _BOUND["state_file"] = Path(state_file)
+    _BOUND.update(state_file=Path(state_file), interrupt=interrupt or Interrupt())
 
 
 def _clock(seconds: float) -> str:
@@ -201,7 +202,7 @@ class MlflowTrials(Callback):
         last = trial.last_result or {}
         self._log_files(trial, state)
         what = outcome(last)
-        if interrupt.requested() and what == "stopped_early":  # stopped by Ctrl-C / SIGTERM, not by ASHA
+        if _BOUND.get("interrupt", Interrupt()).requested() and what == "stopped_early":  # stopped by Ctrl-C / SIGTERM, not by ASHA
             self.tracker.set_tags(state["run_id"], {"ray.status": "interrupted"})
             self.tracker.end(state["run_id"], "KILLED")
             self._closed.add(trial.trial_id)
@@ -220,7 +221,7 @@ class MlflowTrials(Callback):
 
     def on_experiment_end(self, trials: list, **info) -> None:
         """Make MLflow agree with the experiment: every trial's run ended, no run without a trial."""
-        if interrupt.requested():
+        if _BOUND.get("interrupt", Interrupt()).requested():
             return  # the driver ends what is left KILLED; the resumed search continues the runs
         for trial in trials:
             if trial.trial_id in self._closed or trial.status not in ("TERMINATED", "ERROR"):

@@ -10,6 +10,10 @@ which the CLI turns into one line naming the phase and the resume hint (exit 130
 the first line of ``main`` to the report, so start-up, shutdown and the report are covered too.
 While the driver cleans up (ending the MLflow runs, leaving Ray) the first signal is held
 until the cleanup is done (``shielded``) and a second one stops at once.
+
+The state lives in one ``Interrupt`` object per command: the CLI creates it before anything else,
+the search session moves it through the phases, and the driver hands it to the Tune callback with
+``callback.bind`` (the callback itself comes back from ``tuner.pkl`` on resume, so it cannot keep it).
 """
 
 from __future__ import annotations
@@ -22,8 +26,6 @@ from collections.abc import Iterator
 from types import FrameType
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
-_state: dict = {"signal": None, "graceful": False, "shield": False, "pending": False, "previous": {}}
-
 
 PHASES = {
     "start-up": "while starting, before any trial ran",
@@ -33,72 +35,79 @@ PHASES = {
 }
 
 
-def set_phase(name: str) -> None:
-    """What the driver is doing, for the one line an interruption prints (``PHASES``)."""
-    _state["phase"] = name
+class Interrupt:
+    """One driver's interruption: the signal that came (if any), the phase it came in, and whether
+    the driver is in the Tune loop (``graceful``) or cleaning up (``shielded``). The CLI creates it,
+    its signal handler writes it, and the search session and the Tune callback read it."""
 
+    def __init__(self) -> None:
+        self.signal: int | None = None  # SIGINT or SIGTERM, once one came
+        self.phase = "start-up"
+        self._graceful = False
+        self._shield = False
+        self._pending = False
+        self._previous: dict[int, object] = {}
 
-def hint() -> str:
-    """The one line an interrupted search ends with."""
-    name = signal.Signals(_state["signal"] or signal.SIGINT).name
-    return f"interrupted ({name}) {PHASES[_state.get('phase', 'start-up')]}; rerun the same command to resume"
+    def set_phase(self, name: str) -> None:
+        """What the driver is doing, for the one line an interruption prints (``PHASES``)."""
+        self.phase = name
 
+    def hint(self) -> str:
+        """The one line an interrupted search ends with."""
+        name = signal.Signals(self.signal or signal.SIGINT).name
+        return f"interrupted ({name}) {PHASES[self.phase]}; rerun the same command to resume"
 
-def requested() -> int | None:
-    """The signal that interrupted this search (SIGINT or SIGTERM), or None."""
-    return _state["signal"]
+    def requested(self) -> int | None:
+        """The signal that interrupted this search (SIGINT or SIGTERM), or None."""
+        return self.signal
 
+    def exit_code(self) -> int:
+        """130 for SIGINT, 143 for SIGTERM: the shell's convention for "ended by a signal"."""
+        return 128 + int(self.signal or signal.SIGINT)
 
-def exit_code() -> int:
-    """130 for SIGINT, 143 for SIGTERM: the shell's convention for "ended by a signal"."""
-    return 128 + int(_state["signal"] or signal.SIGINT)
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        first = self.signal is None
+        if first and self._shield:  # cleaning up: finish it, then stop
+            self.signal, self._pending = signum, True
+            return
+        if not first or not self._graceful:
+            self.signal = self.signal or signum
+            raise KeyboardInterrupt
+        self.signal = signum
+        name = signal.Signals(signum).name
+        print(f"\n[viewsearch] {name}: stopping after the running epochs are saved "
+              "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop
 
+    def install(self) -> None:
+        """Handle SIGINT and SIGTERM from now on (call again after ``ray.init``, which sets its own)."""
+        for sig in HANDLED:
+            self._previous.setdefault(sig, signal.getsignal(sig))
+            signal.signal(sig, self._handle)
 
-def _handler(signum: int, frame: FrameType | None) -> None:
-    first = _state["signal"] is None
-    if first and _state["shield"]:  # cleaning up: finish it, then stop
-        _state.update(signal=signum, pending=True)
-        return
-    if not first or not _state["graceful"]:
-        _state["signal"] = _state["signal"] or signum
-        raise KeyboardInterrupt
-    _state["signal"] = signum
-    name = signal.Signals(signum).name
-    print(f"\n[viewsearch] {name}: stopping after the running epochs are saved "
-          "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
-    os.kill(os.getpid(), signal.SIGUSR1)  # Tune's graceful stop
+    def graceful(self, on: bool) -> None:
+        """While on (the Tune loop), the first signal asks Tune to stop instead of raising."""
+        self._graceful = on
+        if on:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours decides; Tune's SIGUSR1 does the stopping
 
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """Cleanup that a first signal must not cut short; a second signal still stops at once.
+        A signal held meanwhile is raised (KeyboardInterrupt) when the block ends."""
+        self._shield = True
+        try:
+            yield
+        finally:
+            self._shield = False
+        if self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
 
-def install() -> None:
-    """Handle SIGINT and SIGTERM from now on (call after ``ray.init``, which sets its own)."""
-    for sig in HANDLED:
-        _state["previous"].setdefault(sig, signal.getsignal(sig))
-        signal.signal(sig, _handler)
-
-
-def graceful(on: bool) -> None:
-    """While on (the Tune loop), the first signal asks Tune to stop instead of raising."""
-    _state["graceful"] = on
-    if on:
-        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # ours decides; Tune's SIGUSR1 does the stopping
-
-
-@contextlib.contextmanager
-def shielded() -> Iterator[None]:
-    """Cleanup that a first signal must not cut short; a second signal still stops at once.
-    A signal held meanwhile is raised (KeyboardInterrupt) when the block ends."""
-    _state["shield"] = True
-    try:
-        yield
-    finally:
-        _state["shield"] = False
-    if _state["pending"]:
-        _state["pending"] = False
-        raise KeyboardInterrupt
-
-
-def reset() -> None:
-    """Forget any interruption and restore the previous handlers (tests run several searches)."""
-    for sig, handler in _state["previous"].items():
-        signal.signal(sig, handler)
-    _state.update(signal=None, graceful=False, shield=False, pending=False, previous={}, phase="start-up")
+    def close(self) -> None:
+        """Restore the previous handlers and forget the interruption (a callback still bound to this
+        object then reads "not interrupted"; tests run several searches in one process)."""
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self.signal, self.phase, self._previous = None, "start-up", {}
+        self._graceful = self._shield = self._pending = False

@@ -1,4 +1,10 @@
-"""Checks of a search that need the machine or the data, before anything is created or started.
+"""Checks of a search that need the machine, the servers or the data, before anything is created or started.
+
+``check`` runs them in the order that makes a wrong command fail soonest and leave nothing behind:
+the device and GPU share on this machine, the tracking server, the bucket, the dataset files and
+views, the cluster address, and last the store's write access (which may create the experiment).
+Each failure is one of ``USAGE_ERRORS``: exit code 2, a message naming the file and key (or the
+file, server or address), and no ``runs/`` entry.
 
 ``search/spec.py`` validates a spec as text: every key, every value a domain can take, against the
 schema. What it cannot know needs this machine and the dataset: whether the device a trial asks
@@ -12,8 +18,15 @@ started.
 from __future__ import annotations
 
 import os
+from typing import Any
 
+from search import storage
+from search.cluster import Unreachable, check_reachable, prepare_auth
+from search.lock import ExperimentBusy
+from search.paths import Paths
+from search.resume import ResumeRefused
 from search.spec import Spec, SpecError
+from search.tracking import Store, StoreUnreachable, check_store, check_writable, resolve_store
 from trainers.domains import domain_values
 
 PROBE_IMAGES = 4
@@ -21,6 +34,24 @@ PROBE_IMAGES = 4
 
 class UsageError(Exception):
     """Not a spec error, but the command cannot run as given (a missing dataset, a busy experiment...)."""
+
+
+USAGE_ERRORS = (SpecError, UsageError, StoreUnreachable, Unreachable, ExperimentBusy, ResumeRefused,
+                storage.StorageError)  # the command cannot run as given: exit 2, nothing started
+
+
+def check(spec: Spec, paths: Paths, address: str | None) -> tuple[Store, Any]:
+    """Every pre-flight check of the search; returns its store and the dataset, loaded once."""
+    check_device(spec, address)
+    store = resolve_store(spec, paths)
+    check_store(store)
+    storage.check_storage(spec)  # storage.uri: the bucket answers, with these credentials
+    data = load_checked_data(spec)
+    if address:
+        check_reachable(address)
+    check_writable(store, spec.experiment)  # after the checks that need no server: it may create the experiment
+    prepare_auth(address)  # before anything imports Ray
+    return store, data
 
 
 def check_device(spec: Spec, address: str | None) -> None:

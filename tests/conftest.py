@@ -44,6 +44,24 @@ def run_search(cwd: Path, spec: Path, *args: str, timeout: float = 420, env: dic
                           timeout=timeout)
 
 
+@pytest.fixture
+def search_main(monkeypatch, capsys):
+    """``python -m search.run`` in this process, run from ``cwd`` with the environment of a user who
+    set nothing (``cli_env``): returns (exit code, stderr). For refusals that need no real process;
+    a few cases per refusal kind still run the command itself (``run_search``) to prove its exit 2."""
+    from search import run
+
+    def call(cwd: Path, spec: Path, *args: str) -> tuple[int, str]:
+        for key in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI", "RAY_AUTH_MODE"):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()
+        code = run.main([str(spec), *args])
+        return code, capsys.readouterr().err
+
+    return call
+
+
 def kill_group(pgid: int) -> None:
     """Kill what a test started in its own session (a SIGKILLed driver leaves Ray agents behind)."""
     import signal
@@ -60,13 +78,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def mlflow_runs(store: Path | str, experiment: str):
-    """``(client, parents, children)`` of an experiment in a store: a SQLite file's path or any tracking URI."""
+def mlflow_runs(store: Path | str, experiment: str, deleted: bool = False):
+    """``(client, parents, children)`` of an experiment in a store: a SQLite file's path or any tracking URI;
+    ``deleted`` includes the soft-deleted runs. The tests' one reader of MLflow runs."""
+    from mlflow.entities import ViewType
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(f"sqlite:///{store}" if isinstance(store, Path) else store)
     exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    runs = client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL if deleted else ViewType.ACTIVE_ONLY,
+                              max_results=1000)
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     return client, parents, children

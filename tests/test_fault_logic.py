@@ -22,7 +22,7 @@ from search.micache import cached_mi
 from search.paths import Paths, paths_for
 from search.spec import validate_spec
 from search.tracking import Store
-from tests.conftest import REPO, TINY_SPEC, cli_env, kill_group, search_cmd
+from tests.conftest import REPO, TINY_SPEC, cli_env, kill_group, mlflow_runs, search_cmd
 from trainers.errors import KeyedError, SpecError
 from trainers.stages import MAX_STAGES, StageError, check_kwargs, resolve_stage_class
 
@@ -188,10 +188,9 @@ def test_stage_lists_and_std_are_checked():
         check_kwargs(resolve_stage_class("RandomGaussianNoise"), {"std": -0.2})
     check_kwargs(resolve_stage_class("RandomGaussianNoise"), {"std": 0.2})
     too_many = {**yaml.safe_load(TINY_SPEC), "views": {"stages": [{"RandomHorizontalFlip": None}] * (MAX_STAGES + 1)}}
-    start = time.monotonic()
-    with pytest.raises(SpecError) as err:
+    with pytest.raises(SpecError) as err:  # how fast: benchmarks/refusals.py
         validate_spec(too_many)
-    assert err.value.key == f"views.stages.{MAX_STAGES}" and time.monotonic() - start < 5
+    assert err.value.key == f"views.stages.{MAX_STAGES}"
     huge = "experiment: x\nviews:\n  stages:\n" + "  - RandomErasing: {p: 0.5}\n" * 10_000
     with pytest.raises(SpecError) as err:
         parse_yaml(huge)
@@ -205,7 +204,7 @@ def test_stage_lists_and_std_are_checked():
 def stubbed_search(tmp_path, monkeypatch):
     """``search.run.main`` on the tiny spec with Ray and the trials replaced by stubs: each phase
     can be interrupted on cue. Returns (spec path, the hooks a test sets)."""
-    from search import cluster, run
+    from search import cluster, session
 
     monkeypatch.chdir(tmp_path)
     spec = tmp_path / "tiny.yaml"
@@ -226,11 +225,11 @@ def stubbed_search(tmp_path, monkeypatch):
     monkeypatch.setattr(cluster, "connect", lambda address, verbose=False: cluster.RayInfo("127.0.0.1:1", True, None, False))
     monkeypatch.setattr(cluster, "impossible_resources", lambda cpu, gpu: None)
     monkeypatch.setattr(cluster, "disconnect", phase("disconnect"))
-    monkeypatch.setattr(run, "run_tags", lambda info: {"host": "h"})
-    monkeypatch.setattr(run, "fit", phase("fit"))
-    monkeypatch.setattr(run, "search_status", lambda results: "FINISHED")
-    monkeypatch.setattr(run, "print_summary", lambda *a: None)
-    monkeypatch.setattr(run, "build_report", phase("report"))
+    monkeypatch.setattr(session, "run_tags", lambda info: {"host": "h"})
+    monkeypatch.setattr(session.SearchSession, "fit", phase("fit"))
+    monkeypatch.setattr(session, "search_status", lambda results: "FINISHED")
+    monkeypatch.setattr(session.SearchSession, "print_summary", lambda *a: None)
+    monkeypatch.setattr(session.SearchSession, "report", phase("report"))
     hooks["report_returns"] = 0
     return spec, hooks, events
 
@@ -274,7 +273,7 @@ def test_a_second_interrupt_during_shutdown_stops_at_once(stubbed_search, capsys
 def test_a_disk_that_fills_mid_search_ends_with_one_line_naming_the_path(tmp_path):
     """The driver's writes of ``search.json`` fail with ENOSPC once the first epoch is in (a
     ``sitecustomize`` on PYTHONPATH, test-only): exit 1, the last line says what and where."""
-    from tests.test_reliability import runs_of, wait_for
+    from tests.test_reliability import wait_for
 
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY_SPEC)
@@ -299,5 +298,5 @@ def test_a_disk_that_fills_mid_search_ends_with_one_line_naming_the_path(tmp_pat
     last = "".join(lines).strip().splitlines()[-1]
     assert last == ("error: no space left on device writing runs/tiny/search.tmp; free space or move runs/ "
                     "(it resumes in its new place)"), "".join(lines)[-3000:]
-    parents, children = runs_of(tmp_path)
+    _, parents, children = mlflow_runs(tmp_path / "runs" / "mlflow.db", "tiny")
     assert all(r.info.status != "RUNNING" for r in parents + children)  # every run ended

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_SPEC, kill_group, run_search
+from tests.conftest import TINY_SPEC, kill_group, mlflow_runs, run_search
 from tests.test_reliability import start, wait_for
 
 # Two grid points with the same views (so they share one MI-cache entry), one at a time, six
@@ -34,13 +34,9 @@ def snapshot(folder: Path) -> dict[str, str]:
 
 def store_runs(cwd: Path) -> dict[str, tuple[str, str, frozenset]]:
     """run id -> (lifecycle, status, metric names) of every run of experiment tiny, deleted ones too."""
-    from mlflow.entities import ViewType
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{cwd / 'runs' / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("tiny")
-    runs = client.search_runs([exp.experiment_id], run_view_type=ViewType.ALL, max_results=1000)
-    return {r.info.run_id: (r.info.lifecycle_stage, r.info.status, frozenset(r.data.metrics)) for r in runs}
+    _, parents, children = mlflow_runs(cwd / "runs" / "mlflow.db", "tiny", deleted=True)
+    return {r.info.run_id: (r.info.lifecycle_stage, r.info.status, frozenset(r.data.metrics))
+            for r in parents + children}
 
 
 @pytest.fixture(scope="module")

@@ -73,6 +73,14 @@ def test_grid_algorithm_enumerates_choices():
     assert ps == {"views.strength": {"grid_search": [0.2, 0.8]}, "negatives.lower": {"grid_search": [0.0, 0.05]}}
 
 
+def first_points(seed: int) -> list[dict]:
+    """The first three points Optuna suggests for the search space of a spec with this seed."""
+    spec = spec_of(search={"algorithm": "optuna", "max_concurrent": 3, "seed": seed})
+    searcher = space.search_algorithm(spec).searcher
+    searcher.set_search_properties(spec.search.metric, spec.search.mode, space.param_space(spec))
+    return [searcher.suggest(f"t{i}") for i in range(3)]
+
+
 def test_search_algorithms():
     from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchGenerator
     from ray.tune.search.optuna import OptunaSearch
@@ -80,7 +88,8 @@ def test_search_algorithms():
     optuna = space.search_algorithm(spec_of(search={"algorithm": "optuna", "max_concurrent": 3, "seed": 5}))
     assert isinstance(optuna, SearchGenerator) and isinstance(optuna.searcher, ConcurrencyLimiter)
     assert optuna.searcher.max_concurrent == 3
-    assert isinstance(optuna.searcher.searcher, OptunaSearch) and optuna.searcher.searcher._seed == 5
+    assert isinstance(optuna.searcher.searcher, OptunaSearch)
+    assert first_points(5) == first_points(5) != first_points(6)  # TPE is seeded with search.seed
     assert isinstance(space.search_algorithm(spec_of(search={"algorithm": "random"})), BasicVariantGenerator)
     nothing = spec_of(views={"strength": 0.5}, negatives={"lower": 0.0, "upper": 1.0})
     assert isinstance(space.search_algorithm(nothing), BasicVariantGenerator)
@@ -89,11 +98,28 @@ def test_search_algorithms():
 def test_schedulers():
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
-    asha = space.scheduler(spec_of(trainer={"epochs": 6}, search={"scheduler": "asha", "grace_period": 2}))
+    spec = spec_of(trainer={"epochs": 6}, search={"scheduler": "asha", "grace_period": 2})
+    asha = space.scheduler(spec)
     assert isinstance(asha, ASHAScheduler)
-    assert asha._max_t == 6 and asha._time_attr == "epoch"
-    assert [milestone for milestone, _ in asha._brackets[0]._rungs] == [4, 2]  # rungs from the grace period
     assert isinstance(space.scheduler(spec_of(search={"scheduler": "none"})), FIFOScheduler)
+    # its decisions, through Tune's public scheduler interface: rungs at epochs 2 and 4 (grace period
+    # 2, reduction factor 2), every trial stopped at max_t = 6 epochs, time counted in "epoch"
+    asha.set_search_properties(spec.search.metric, spec.search.mode)
+    trials = {name: SimpleNamespace(trial_id=name) for name in "abcd"}
+    for trial in trials.values():
+        asha.on_trial_add(None, trial)
+
+    def decide(name: str, epoch: int, value: float) -> str:
+        return asha.on_trial_result(None, trials[name], {"epoch": epoch, spec.search.metric: value,
+                                                         "training_iteration": 1})
+
+    good = 1.0 if spec.search.mode == "max" else -1.0  # a better value in the search's direction
+    assert decide("a", 1, -good) == "CONTINUE"  # before the first rung, nothing is stopped
+    assert decide("a", 2, good) == "CONTINUE"  # the first at a rung continues
+    assert decide("b", 2, -good) == "STOP"  # below the rung's cutoff
+    assert decide("c", 2, 2 * good) == "CONTINUE" and decide("c", 3, -good) == "CONTINUE"  # no rung at 3
+    assert decide("a", 4, good) == "CONTINUE" and decide("c", 4, -good) == "STOP"  # the rung at 4
+    assert decide("d", 6, good) == "STOP"  # max_t
 
 
 # ----------------------------------------------------------------------------- the trial loop
@@ -380,21 +406,21 @@ def test_existing_cluster_and_a_diverged_trial(tmp_path, tiny_spec):
 
 
 def test_plan_new_resume_fresh_and_mismatch(tmp_path, monkeypatch):
-    from search import run
+    from search import session
     from search.paths import paths_for
     from search.spec import SpecError
 
     spec = spec_of()
     paths = paths_for(spec, tmp_path)
-    assert run.plan_run(spec, paths, fresh=False).mode == "new"
+    assert session.plan_run(spec, paths, fresh=False).mode == "new"
     paths.experiment_dir.mkdir(parents=True)
     paths.state_file.write_text(json.dumps({"fingerprint": spec.fingerprint(), "parent_run_id": "p"}))
-    monkeypatch.setattr(run, "restorable", lambda p: True)
-    assert run.plan_run(spec, paths, fresh=False).mode == "resume"
-    assert run.plan_run(spec, paths, fresh=True).mode == "fresh"
+    monkeypatch.setattr(session, "restorable", lambda p: True)
+    assert session.plan_run(spec, paths, fresh=False).mode == "resume"
+    assert session.plan_run(spec, paths, fresh=True).mode == "fresh"
     other = spec_of(search={"num_samples": 9})
     with pytest.raises(SpecError) as err:
-        run.plan_run(other, paths_for(other, tmp_path), fresh=False)
+        session.plan_run(other, paths_for(other, tmp_path), fresh=False)
     assert err.value.key == "experiment" and "--fresh" in err.value.reason
-    monkeypatch.setattr(run, "restorable", lambda p: False)  # killed before Tune wrote its state
-    assert run.plan_run(spec, paths, fresh=False).mode == "new"
+    monkeypatch.setattr(session, "restorable", lambda p: False)  # killed before Tune wrote its state
+    assert session.plan_run(spec, paths, fresh=False).mode == "new"

@@ -119,7 +119,7 @@ def test_sigkill_then_rerun_resumes_from_the_bucket_alone(seaweed, tmp_path):
             assert starts[0] == 0 and len(starts) == 2 and starts[1] >= 1, (trial_id, starts)
         assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"views.png", "config.yaml", "checkpoint"}
 
-    from search import run as search_run
+    from search import session
     from search.paths import paths_for
     from search.spec import load_spec
     from search.storage import StorageError
@@ -130,7 +130,7 @@ def test_sigkill_then_rerun_resumes_from_the_bucket_alone(seaweed, tmp_path):
                 mp.setenv(key, value)
         loaded = load_spec(spec, [a for a in args if a != "--set"])
         with pytest.raises(StorageError, match="does not record.*--fresh"):
-            search_run.plan_run(loaded, paths_for(loaded, tmp_path / "elsewhere"), fresh=False)
+            session.plan_run(loaded, paths_for(loaded, tmp_path / "elsewhere"), fresh=False)
 
 
 @pytest.mark.integration

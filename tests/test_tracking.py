@@ -165,6 +165,30 @@ def test_errors_and_interruptions_leave_no_run_running(store, tmp_path):
     assert store.client.get_run(parent).info.status == "KILLED"
 
 
+def test_a_trial_ended_by_the_drivers_interrupt_stays_resumable(store, tmp_path, monkeypatch):
+    """The driver hands its ``Interrupt`` to the callback (``callback.bind``): a trial Tune ends early
+    because of Ctrl-C / SIGTERM is KILLED and tagged interrupted, one ASHA stopped is FINISHED."""
+    import signal
+
+    from search import callback
+    from search.interrupt import Interrupt
+
+    monkeypatch.setattr(callback, "_BOUND", {})  # this test's binding only
+    exp, parent, state = make_search(store, tmp_path)
+    stop = Interrupt()
+    callback.bind(state, stop)
+    cb = MlflowTrials(SPEC, state)
+    cb.setup()
+    stopped, cut = fake_trial("s1", last=epoch(1)), fake_trial("c1", last=epoch(1))
+    for trial in (stopped, cut):
+        cb.on_trial_start(0, [], trial)
+    cb.on_trial_complete(0, [], stopped)
+    stop.signal = signal.SIGTERM  # what its handler records
+    cb.on_trial_complete(0, [], cut)
+    runs = {r.data.tags["ray.trial_id"]: (r.info.status, r.data.tags["ray.status"]) for r in store.children(exp, parent)}
+    assert runs == {"s1": ("FINISHED", "stopped_early"), "c1": ("KILLED", "interrupted")}
+
+
 def test_fresh_soft_deletes_the_old_search(store, tmp_path):
     exp, parent, state = make_search(store, tmp_path)
     cb = MlflowTrials(SPEC, state)
@@ -259,7 +283,7 @@ def test_experiment_end_reconciles_runs_with_trials(store, tmp_path):
 
 
 def test_fresh_search_replaces_the_old_one(store, tmp_path, monkeypatch):
-    from search import run
+    from search import session
 
     spec = validate_spec({**yaml.safe_load(TINY_SPEC), "experiment": "unit"})
     paths = paths_for(spec, tmp_path)
@@ -268,9 +292,11 @@ def test_fresh_search_replaces_the_old_one(store, tmp_path, monkeypatch):
     cb.setup()
     cb.on_trial_start(0, [], fake_trial("old1"))
     paths.ray_experiment.mkdir(parents=True)
-    monkeypatch.setattr(run, "run_tags", lambda info: {"host": "h"})
-    plan = run.Plan("fresh", {"parent_run_id": old_parent, "experiment_id": exp})
-    parent = run.open_parent(spec, paths, plan, store, exp, info=None)
+    monkeypatch.setattr(session, "run_tags", lambda info: {"host": "h"})
+    plan = session.Plan("fresh", {"parent_run_id": old_parent, "experiment_id": exp})
+    search = session.SearchSession(spec, paths, store.store, plan)
+    search.experiment_id = exp
+    parent = search.open_parent()
     assert parent != old_parent and not store.run_exists(old_parent) and store.children(exp, old_parent) == []
     assert not paths.ray_storage.exists()
     saved = json.loads(paths.state_file.read_text())

@@ -28,7 +28,6 @@ CHANNELS = {
     "synthetic": None,  # set by dataset.channels
     "infomin_toy": 3,
 }
-DATASETS = tuple(CHANNELS)
 VAL_DEFAULT_MAX, VAL_DEFAULT_FRACTION = 5000, 0.1
 # Keys that existed once: a spec that still names one gets the replacement in its error.
 RENAMED = {
