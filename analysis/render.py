@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis.trials import finite
+from trainers.results import LABEL_ENTROPY_NATS, LABEL_MI_NATS, LINEAR_ACC, MI_CAP_NATS, MI_NATS, VAL_LINEAR_ACC
 
 
 def fmt(v: Any, digits: int = 3) -> str:
@@ -50,7 +51,7 @@ def best_point_text(summary: dict) -> str:
         return "no point finished"
     sel, fit = summary["select_metric"], summary["fit_metric"]
     return (f"{best['name']}: {sel} {_pm(best.get(f'{sel}_mean'), best.get(f'{sel}_half_width'))}, "
-            f"test {fit} {_pm(best.get(f'{fit}_mean'), best.get(f'{fit}_half_width'))}, MI {fmt(best['mi_nats'], 2)} "
+            f"test {fit} {_pm(best.get(f'{fit}_mean'), best.get(f'{fit}_half_width'))}, MI {fmt(best[MI_NATS], 2)} "
             f"nats, {best['n']} replicate{'s' if best['n'] != 1 else ''}")
 
 
@@ -58,15 +59,15 @@ def point_table(summary: dict) -> list[str]:
     """The points, best first by validation accuracy of the analysis probe (a GFM table)."""
     rows = summary["points"]
     knobs = sorted(rows[0]["params"]) if rows else []
-    sel, fit = summary.get("select_metric", "val_linear_acc"), summary.get("fit_metric", "linear_acc")
-    task = any(r.get("label_mi_nats") is not None for r in rows)
+    sel, fit = summary.get("select_metric", VAL_LINEAR_ACC), summary.get("fit_metric", LINEAR_ACC)
+    task = any(r.get(LABEL_MI_NATS) is not None for r in rows)
     head = ["point", *knobs, "replicates", sel, fit, "MI [nats]"] + (["I(v; y) [nats]"] if task else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["name"], *(r["params"].get(k, "") for k in knobs), str(r["n"]),
                  _pm(r.get(f"{sel}_mean"), r.get(f"{sel}_half_width")),
-                 _pm(r.get(f"{fit}_mean"), r.get(f"{fit}_half_width")), fmt(r["mi_nats"], 2)]
-        cells += [fmt(r.get("label_mi_nats"), 2)] if task else []
+                 _pm(r.get(f"{fit}_mean"), r.get(f"{fit}_half_width")), fmt(r[MI_NATS], 2)]
+        cells += [fmt(r.get(LABEL_MI_NATS), 2)] if task else []
         lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
     return lines
 
@@ -87,8 +88,8 @@ def summary_lines(summary: dict) -> list[str]:
     if floor:
         lines.append(f"Untrained encoder ({floor['metric']}, mean of {floor['n']} trials): {floor['mean']:.4f}; "
                      "every accuracy above reads as a gain over it.")
-    if summary.get("label_entropy_nats"):
-        lines.append(f"Label entropy H(y) = {summary['label_entropy_nats']:.3f} nats (validation labels).")
+    if summary.get(LABEL_ENTROPY_NATS):
+        lines.append(f"Label entropy H(y) = {summary[LABEL_ENTROPY_NATS]:.3f} nats (validation labels).")
     if sp:
         lines.append(f"Descriptive only: Spearman rho = {fmt(sp.get('rho'))} (p = {fmt(sp.get('p'), 3)}); "
                      f"Pearson r = {fmt(pe.get('r'))} (p = {fmt(pe.get('p'), 3)}).")
@@ -106,8 +107,8 @@ def summary_lines(summary: dict) -> list[str]:
                      f"points {nf['resolvable_difference']:.4f}; the point means span {fmt(nf['point_mean_spread'], 4)}"
                      + (f"; test split binomial SE {nf['test_binomial_se']:.4f} ({nf['n_test_images']} images)"
                         if nf["test_binomial_se"] else "") + ".")
-    if summary["mi_cap_nats"]:
-        lines.append(f"InfoNCE estimates cannot exceed log K = {summary['mi_cap_nats']:.2f} nats.")
+    if summary[MI_CAP_NATS]:
+        lines.append(f"InfoNCE estimates cannot exceed log K = {summary[MI_CAP_NATS]:.2f} nats.")
     return lines
 
 

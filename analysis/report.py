@@ -59,6 +59,7 @@ from analysis.store import (
 )
 from analysis.summary import points, ring_comparison, summarise
 from analysis.trials import ReportError, Trial, check_reachable, finite, load_trials
+from trainers.results import MI_NATS
 
 __all__ = ["ReportError", "Trial", "build_report", "main", "points", "summarise"]
 
@@ -79,7 +80,7 @@ def front_page(client: Any, parent_id: str, summary: dict) -> None:
     metrics = {"n_trials": summary["n_trials"], "n_points": summary["n_points"]}
     if best:
         metrics.update({f"best_{sel}": best.get(f"{sel}_mean"), f"best_{fit}": best.get(f"{fit}_mean"),
-                        "best_mi_nats": best["mi_nats"]})
+                        "best_mi_nats": best[MI_NATS]})
     if summary.get("stability"):
         metrics["verdict_stability"] = summary["stability"]["share"]
     for key in ("rise", "fall"):

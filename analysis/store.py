@@ -19,6 +19,16 @@ import os
 import re
 from pathlib import Path
 
+# The metric names live with the trainer that emits them; re-exported for the store's readers.
+from trainers.results import (  # noqa: F401
+    EPOCH_METRICS,
+    FINAL_METRICS,
+    FLOOR_METRICS,
+    LINEAR_ACC,
+    ONCE_METRICS,
+    VAL_LINEAR_ACC,
+)
+
 DEFAULT_ROOT = Path("runs")
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
 EXPERIMENT_NAME_RULE = "letters, digits, '_', '-' or '.', at most 100 characters (it names a folder), not '.' or '..'"
@@ -31,19 +41,22 @@ TAG_TRIAL_ID = "ray.trial_id"
 TAG_POINT = "viewsearch.point"  # replicates of one point of the space share it
 TAG_POINT_NAME = "viewsearch.point_name"
 TAG_VERDICT = "viewsearch.verdict"
+TAG_VERDICT_LINE = "viewsearch.verdict_line"  # the verdict's one-line headline (parent run)
+TAG_BEST_POINT = "viewsearch.best_point"  # the best point's name (parent run)
+TAG_ORPHAN = "viewsearch.orphan"  # a run holding results of a trial Tune does not know (kept, never deleted)
+TAG_RESUMED_FROM = "viewsearch.resumed_from_epoch"  # the epoch a trial last resumed from
+TAG_WRITE_PROBE = "viewsearch.write_probe"  # set and removed at start: proves the store takes writes
+TAG_TRIAL_NAME = "ray.trial_name"
+TAG_STATUS = "ray.status"  # completed | stopped_early | diverged | interrupted | error (search/summary.py)
+TAG_ERROR = "ray.error"  # the failed trial's traceback
+TAG_RETRIES = "ray.retries"  # how often Tune restarted the trial from its checkpoint
+TAG_RAY_ADDRESS = "ray.address"  # the parent run: the cluster the search ran on
+TAG_RAY_STARTED_LOCAL = "ray.started_local"  # the parent run: "true" when the search started its own Ray
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # the experiment's layout in the MLflow UI
+TAG_SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # an experiment's saved chart views
 
-# Per epoch (step = epoch): what a search compares and what shows how a training went.
-EPOCH_METRICS = ("train_loss", "val_knn_acc", "ring_lower", "ring_upper", "imgs_per_s", "diverged")
-# Once per trial: the final evaluation (validation for selection, test for reporting), the view MI,
-# the task information of one view (I(v; y) >= H(y) - CE, next to H(y); analysis/taskinfo.py) and
-# the floor: the same probes on the untrained encoder (init_*), measured before the first step.
-FLOOR_METRICS = ("init_val_knn_acc", "init_val_linear_acc", "init_knn_acc", "init_linear_acc")
-FINAL_METRICS = ("val_knn_acc", "val_linear_acc", "knn_acc", "linear_acc", "mi_nats", "mi_cap_nats",
-                 "label_mi_nats", "label_entropy_nats", *FLOOR_METRICS, "diverged")
-ONCE_METRICS = ("mi_nats", "mi_cap_nats", "mi_cached", "label_mi_nats", "label_entropy_nats", *FLOOR_METRICS,
-                "n_train_images", "n_val_images", "n_test_images")
-SELECT_METRIC = "val_linear_acc"  # the best trial / point: validation, never test
-REPORT_METRIC = "linear_acc"  # what the InfoMin fit reads: the test split, which selects nothing
+SELECT_METRIC = VAL_LINEAR_ACC  # the best trial / point: validation, never test
+REPORT_METRIC = LINEAR_ACC  # what the InfoMin fit reads: the test split, which selects nothing
 
 
 UI_HOST, UI_PORT = "127.0.0.1", 5000  # where the printed ``mlflow ui`` command serves a local store
