@@ -48,10 +48,15 @@ from analysis.settings import AnalysisConfig
 from analysis.store import (
     DEFAULT_ROOT,
     EXPERIMENT_NAME_RULE,
+    REPORT_DIR,
+    REPORT_HTML,
+    TAG_BEST_POINT,
     TAG_NOTE,
     TAG_VERDICT,
+    TAG_VERDICT_LINE,
     default_tracking_uri,
     read_state,
+    report_dir,
     running_search,
     shown,
     ui_base,
@@ -62,8 +67,6 @@ from analysis.trials import ReportError, Trial, check_reachable, finite, load_tr
 from trainers.results import MI_NATS
 
 __all__ = ["ReportError", "Trial", "build_report", "main", "points", "summarise"]
-
-REPORT_HTML = "report/report.html"  # where the parent run holds the page (artifact path)
 
 
 def report_link(base_url: str, experiment_id: str, parent_id: str) -> str:
@@ -90,11 +93,11 @@ def front_page(client: Any, parent_id: str, summary: dict) -> None:
         if finite(value):
             client.log_metric(parent_id, key, shown(value))
     client.set_tag(parent_id, TAG_VERDICT, summary["verdict"])
-    client.set_tag(parent_id, "viewsearch.verdict_line", headline(summary)[:5000])
+    client.set_tag(parent_id, TAG_VERDICT_LINE, headline(summary)[:5000])
     if best:
-        client.set_tag(parent_id, "viewsearch.best_point", best["name"])
+        client.set_tag(parent_id, TAG_BEST_POINT, best["name"])
     note = ["# InfoMin search", "", *summary_lines(summary), "", "## Points", "", *point_table(summary), "",
-            "Full report with figures: artifacts, report/report.html."]
+            f"Full report with figures: artifacts, {REPORT_HTML}."]
     client.set_tag(parent_id, TAG_NOTE, "\n".join(note)[:60_000])
 
 
@@ -158,7 +161,7 @@ def build_report(experiment: str, tracking_uri: str | None = None, runs_dir: Pat
     trials, settings = load_trials(experiment, uri, parent_id, settings)
     summary = {"parent_run_id": parent_id, **summarise(trials, settings)}
     summary["ring_vs_uniform"] = ring_comparison(trials, settings)
-    out = runs_dir / experiment / "report"
+    out = report_dir(runs_dir, experiment)
     _refuse_less(out, parent_id, summary)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -171,7 +174,7 @@ def build_report(experiment: str, tracking_uri: str | None = None, runs_dir: Pat
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=uri)
-        client.log_artifacts(parent_id, str(out), artifact_path="report")
+        client.log_artifacts(parent_id, str(out), artifact_path=REPORT_DIR)
         front_page(client, parent_id, summary)
         describe_experiment(client, experiment, parent_id, summary, ui_url or ui_base(uri))
     return out

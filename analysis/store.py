@@ -93,6 +93,15 @@ def state_file(root: Path, experiment: str) -> Path:
     return root / experiment / "search.json"
 
 
+REPORT_DIR = "report"  # the report's folder under the experiment's, and its artifact path on the parent run
+REPORT_HTML = f"{REPORT_DIR}/report.html"  # where the parent run holds the page (artifact path)
+
+
+def report_dir(root: Path, experiment: str) -> Path:
+    """``summary.json``, ``report.md``, ``report.html`` and the figures (``analysis/report.py``)."""
+    return root / experiment / REPORT_DIR
+
+
 def lock_file(root: Path, experiment: str) -> Path:
     """Held (``flock``) by the driver of a running search of ``experiment`` (``search/lock.py``)."""
     return root / experiment / "search.lock"
