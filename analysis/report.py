@@ -45,6 +45,7 @@ from analysis.render import (
     write_markdown,
 )
 from analysis.settings import AnalysisConfig
+from analysis.state import SearchState
 from analysis.store import (
     DEFAULT_ROOT,
     EXPERIMENT_NAME_RULE,
@@ -55,7 +56,6 @@ from analysis.store import (
     TAG_VERDICT,
     TAG_VERDICT_LINE,
     default_tracking_uri,
-    read_state,
     report_dir,
     running_search,
     shown,
@@ -152,11 +152,11 @@ def build_report(experiment: str, tracking_uri: str | None = None, runs_dir: Pat
     runs_dir = Path(runs_dir)
     uri = tracking_uri or default_tracking_uri(runs_dir)
     if parent_id is None:
-        state = read_state(runs_dir, experiment)
+        state = SearchState.find(runs_dir, experiment)
         if state is None:
             raise ReportError(f"--experiment: no search of {experiment!r} under {runs_dir} (no search.json there); "
                               "pass --runs-dir, or --parent-run with the search's MLflow parent run id")
-        parent_id = state["parent_run_id"]
+        parent_id = state.parent_run_id
     check_reachable(uri)
     trials, settings = load_trials(experiment, uri, parent_id, settings)
     summary = {"parent_run_id": parent_id, **summarise(trials, settings)}

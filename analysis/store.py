@@ -125,18 +125,3 @@ def running_search(root: Path, experiment: str) -> str | None:
     except OSError:
         pass
     return None
-
-
-def read_state(root: Path, experiment: str) -> dict | None:
-    """The experiment's ``search.json`` (its parent run, store and spec fingerprint), if any."""
-    try:
-        return json.loads(state_file(root, experiment).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_state(path: Path, state: dict) -> None:
-    """Replace ``search.json`` atomically: a driver killed mid-write leaves the old one whole."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, path)

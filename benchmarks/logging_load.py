@@ -45,7 +45,8 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.store import sqlite_uri, write_state
+from analysis.state import SearchState
+from analysis.store import sqlite_uri
 from search.spec import load_spec
 from search.tracking import Store, Tracker
 from search.trial import CHECKPOINT, CONFIG, EXTRA, VIEWS
@@ -112,8 +113,7 @@ def new_search(store: Store, folder: Path, spec) -> Path:
     exp = tracker.experiment_id(f"logging_load_{int(time.time() * 1000)}")
     parent = tracker.start_parent(exp, "bench", "search bench", spec.to_yaml(), {"host": platform.node()})
     state = folder / "search.json"
-    write_state(state, {"tracking_uri": store.uri, "artifact_location": store.artifact_location,
-                        "experiment_id": exp, "parent_run_id": parent, "finished_trials": []})
+    SearchState(parent, experiment_id=exp, tracking_uri=store.uri, artifact_location=store.artifact_location).save(state)
     return state
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.noise import pooled_sd
-from analysis.store import DEFAULT_ROOT, TAG_PARENT, default_tracking_uri, read_state
+from analysis.state import SearchState
+from analysis.store import DEFAULT_ROOT, TAG_PARENT, default_tracking_uri
 from trainers.results import KNN_ACC, LABEL_ENTROPY_NATS, LABEL_MI_NATS, LINEAR_ACC, MI_NATS, floor_metric
 
 PROBES = (KNN_ACC, LINEAR_ACC)
@@ -31,12 +32,12 @@ def load(experiment: str, uri: str, knob: str, root: Path) -> dict[float, list[d
     """The finished trials of the experiment's current search (``search.json``'s parent run)."""
     from mlflow.tracking import MlflowClient
 
-    state = read_state(root, experiment)
+    state = SearchState.find(root, experiment)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None or not state:
         raise SystemExit(f"error: --experiment: no search {experiment!r} in {uri} / {root}")
-    parent = state["parent_run_id"]
+    parent = state.parent_run_id
     runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_PARENT}` = '{parent}'", max_results=5000)
     groups: dict[float, list[dict]] = {}
     for r in runs:

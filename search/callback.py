@@ -15,7 +15,6 @@ progress line (trials done out of the total, time elapsed, an estimate of the ti
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from ray.tune import Callback
 
+from analysis.state import SearchState
 from analysis.store import (
     TAG_ERROR,
     TAG_ORPHAN,
@@ -32,7 +32,6 @@ from analysis.store import (
     TAG_RETRIES,
     TAG_STATUS,
     TAG_TRIAL_NAME,
-    write_state,
 )
 from search import interrupt
 from search.replicates import point_id, point_values
@@ -107,9 +106,9 @@ class MlflowTrials(Callback):
 
     def setup(self, **info) -> None:
         self.state_file = _BOUND.get("state_file", self.state_file)
-        state = json.loads(self.state_file.read_text())
-        self.tracker = Tracker(Store(state["tracking_uri"], state.get("artifact_location")))
-        self.experiment_id, self.parent_run_id = state["experiment_id"], state["parent_run_id"]
+        state = SearchState.load(self.state_file)
+        self.tracker = Tracker(Store(state.tracking_uri, state.artifact_location))
+        self.experiment_id, self.parent_run_id = state.experiment_id, state.parent_run_id
         self._start = time.monotonic()
 
     def get_state(self) -> dict | None:
@@ -185,10 +184,7 @@ class MlflowTrials(Callback):
 
     def _record_finished(self, trial_id: str) -> None:
         """``search.json`` lists the finished trials, so a later run can tell a store that lost them."""
-        state = json.loads(self.state_file.read_text())
-        finished = set(state.get("finished_trials", [])) | {trial_id}
-        state["finished_trials"] = sorted(finished)
-        write_state(self.state_file, state)
+        SearchState.load(self.state_file).with_finished(trial_id).save(self.state_file)
 
     def _progress(self, trials: list) -> None:
         ended = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")} | self._closed

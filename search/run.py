@@ -34,7 +34,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.store import read_state, write_state
+from analysis.state import SearchState
 from search import interrupt, resume, storage
 from search.cluster import Unreachable, check_reachable, prepare_auth, target_address
 from search.failure import failed, trial_failures
@@ -51,7 +51,7 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 @dataclass(frozen=True)
 class Plan:
     mode: str  # "new" | "resume" | "fresh"
-    old_state: dict | None  # search.json of an earlier search of this experiment
+    old_state: SearchState | None  # search.json of an earlier search of this experiment
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -120,14 +120,14 @@ def restorable(where: storage.TuneStorage) -> bool:
 
 
 def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) -> Plan:
-    state = read_state(paths.root, paths.experiment)
+    state = SearchState.find(paths.root, paths.experiment)
     if state is None and paths.state_file.exists() and not fresh and restorable(storage.tune_storage(spec, paths)):
         raise UsageError(f"{paths.state_file} cannot be read, so the search in {paths.experiment_dir} cannot be "
                          f"checked before it resumes; nothing was started. {resume.FRESH}")
     if fresh:
         return Plan("fresh", state)
     if state and restorable(storage.tune_storage(spec, paths)):
-        if state.get("fingerprint") != spec.fingerprint():
+        if state.fingerprint != spec.fingerprint():
             raise SpecError(
                 "experiment",
                 f"'{spec.experiment}' already holds a search started from a different spec "
@@ -138,7 +138,7 @@ def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) 
             note = resume.verify(spec, state, paths, store, resume.is_default_store(spec, store, paths))
             if note:
                 print(f"note: {note}", flush=True)
-            state = read_state(paths.root, paths.experiment)
+            state = SearchState.find(paths.root, paths.experiment)
         return Plan("resume", state)
     storage.refuse_unknown_search(spec, paths, state)  # storage.uri: never clear a search this runs/ does not know
     return Plan("new", state)
@@ -234,10 +234,10 @@ def open_parent(spec: Spec, paths: Paths, plan: Plan, tracker, experiment_id: st
     tags = run_tags(info)
     old = plan.old_state
     if plan.mode == "resume":
-        tracker.reopen(old["parent_run_id"], tags)
-        return old["parent_run_id"]
-    if old and old.get("parent_run_id") and old.get("experiment_id"):
-        tracker.delete_search(old["experiment_id"], old["parent_run_id"])
+        tracker.reopen(old.parent_run_id, tags)
+        return old.parent_run_id
+    if old and old.experiment_id:
+        tracker.delete_search(old.experiment_id, old.parent_run_id)
     storage.clear_search(spec, paths)  # the Ray directory and the MI cache, local or in the bucket
     return new_parent(spec, paths, tracker, experiment_id, tags)
 
@@ -251,14 +251,13 @@ def new_parent(spec: Spec, paths: Paths, tracker, experiment_id: str, tags: dict
                       "analysis": spec.analysis.model_dump()})  # the report reads analysis.* back from here
     parent = tracker.start_parent(experiment_id, search_id, f"search {search_id}", spec.to_yaml(), tags, params)
     paths.experiment_dir.mkdir(parents=True, exist_ok=True)
-    state = {
-        "search_id": search_id, "parent_run_id": parent, "experiment_id": experiment_id,
-        "tracking_uri": tracker.store.uri, "artifact_location": tracker.store.artifact_location,
-        "default_store": resume.is_default_store(spec, tracker.store, paths),
-        "fingerprint": spec.fingerprint(), "spec_file": spec.file, "overrides": list(spec.overrides),
-        "total_trials": total_trials(spec), "finished_trials": [],
-    }
-    write_state(paths.state_file, state)
+    SearchState(
+        parent, search_id=search_id, experiment_id=experiment_id,
+        tracking_uri=tracker.store.uri, artifact_location=tracker.store.artifact_location,
+        default_store=resume.is_default_store(spec, tracker.store, paths),
+        fingerprint=spec.fingerprint(), spec_file=spec.file, overrides=tuple(spec.overrides),
+        total_trials=total_trials(spec),
+    ).save(paths.state_file)
     return parent
 
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from ray.tune import Checkpoint
 
+from analysis.state import SearchState
 from analysis.store import EPOCH_METRICS, FINAL_METRICS, FLOOR_METRICS, shown
 from search.callback import MlflowTrials
 from search.paths import paths_for
@@ -269,7 +270,7 @@ def test_fresh_search_replaces_the_old_one(store, tmp_path, monkeypatch):
     cb.on_trial_start(0, [], fake_trial("old1"))
     paths.ray_experiment.mkdir(parents=True)
     monkeypatch.setattr(run, "run_tags", lambda info: {"host": "h"})
-    plan = run.Plan("fresh", {"parent_run_id": old_parent, "experiment_id": exp})
+    plan = run.Plan("fresh", SearchState(old_parent, experiment_id=exp))
     parent = run.open_parent(spec, paths, plan, store, exp, info=None)
     assert parent != old_parent and not store.run_exists(old_parent) and store.children(exp, old_parent) == []
     assert not paths.ray_storage.exists()
