@@ -35,6 +35,24 @@ OPTIONAL_METRICS = (LABEL_MI_NATS, LABEL_ENTROPY_NATS, floor_metric(LINEAR_ACC),
                     floor_metric(VAL_LINEAR_ACC), floor_metric(VAL_KNN_ACC))
 
 
+def point_order(trials: list[Trial], select: str) -> list[str]:
+    """The points of the scored trials (``Trial.scored``), best first: highest mean of ``select`` (a
+    validation metric) over the point's replicates; ties by point name, then point id, never by
+    run order. The one ranking behind the best point, the point table and the console."""
+    by_point: dict[str, list[Trial]] = defaultdict(list)
+    for t in trials:
+        if t.scored:
+            by_point[t.point].append(t)
+    means = {p: sum(t.metrics[select] for t in ts) / len(ts) for p, ts in by_point.items()}
+    return sorted(by_point, key=lambda p: (-means[p], by_point[p][0].point_name, p))
+
+
+def select_best(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> str | None:
+    """The best point's id (``point_order``'s first), or None when no trial is scored."""
+    order = point_order(trials, settings.select_metric())
+    return order[0] if order else None
+
+
 def points(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> list[dict]:
     """One row per point of the scored trials: mean and 95% CI (pooled replicate SD) of each
     probe's accuracy, the MI and task information (None when not measured), the replicates best
@@ -62,7 +80,8 @@ def points(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> list[dic
                             **{m: t.metrics.get(m) for m in PROBE_METRICS if finite(t.metrics.get(m))}}
                            for t in reps],
         })
-    return sorted(rows, key=lambda r: (-r[f"{select}_mean"], r["name"]))  # ties: by name, not by run order
+    rank = {p: i for i, p in enumerate(point_order(trials, select))}
+    return sorted(rows, key=lambda r: rank[r["point"]])
 
 
 def floor(trials: list[Trial], settings: AnalysisConfig) -> dict | None:
