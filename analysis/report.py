@@ -169,7 +169,7 @@ def build_report(experiment: str, tracking_uri: str | None = None, runs_dir: Pat
     plot_knobs(trials, out / "knobs.png", (settings.select_metric(), settings.fit_metric()))
     grids = fetch_view_grids(trials, uri, out)
     write_markdown(experiment, summary, grids, out / "report.md")
-    write_html(out / "report.md", out / "report.html")
+    write_html(experiment, summary, grids, out / "report.html")
     if log_to_parent:
         from mlflow.tracking import MlflowClient
 
