@@ -2,12 +2,13 @@
 and the report (which reads) must agree on, defined once.
 
 - ``runs/`` (``output.root``) holds ``mlflow.db`` (the SQLite store), ``mlartifacts/`` and one
-  folder per experiment with ``search.json`` (which parent run is this experiment's search) and
-  ``report/``.
+  folder per experiment with ``search.json`` (which parent run is this experiment's search;
+  ``analysis/state.py`` reads and writes it) and ``report/``.
 - An experiment name becomes a folder name and an MLflow experiment: letters, digits, ``_``,
   ``-``, ``.``, at most 100 characters, not ``.`` or ``..``.
-- The MLflow names: tags that tie trials to their search and replicates to their point, and the
-  metrics users' charts and the report read.
+- The MLflow names: every tag the project writes or reads (tying trials to their search and
+  replicates to their point, the status of a trial, the front page's verdict). The metric names
+  are the trainer's (``trainers/results.py``); the lists the search logs are re-exported here.
 
 Imports nothing heavy, so spec validation can use it.
 """
