@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from analysis.trials import Trial
+from trainers.results import LABEL_ENTROPY_NATS, LABEL_MI_NATS, MI_CAP_NATS, MI_NATS
 
 
 def _plt():
@@ -37,15 +38,15 @@ def plot_mi_vs_accuracy(trials: list[Trial], summary: dict, path: Path) -> Path 
     metric, probe = summary["fit_metric"], summary["probe"]
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7.4, 4.8), dpi=110)
-    mi = np.array([t.metrics["mi_nats"] for t in used])
+    mi = np.array([t.metrics[MI_NATS] for t in used])
     acc = np.array([t.metrics[metric] for t in used])
-    rows = sorted((r for r in summary["points"] if r["mi_nats"] is not None and r.get(f"{metric}_mean") is not None),
-                  key=lambda r: r["mi_nats"])  # the line joins the points in MI order
+    rows = sorted((r for r in summary["points"] if r[MI_NATS] is not None and r.get(f"{metric}_mean") is not None),
+                  key=lambda r: r[MI_NATS])  # the line joins the points in MI order
     replicated = any(r["n"] > 1 for r in rows)
     ax.scatter(mi, acc, color="tab:blue", alpha=0.3 if replicated else 1.0, s=12 if replicated else 30,
                zorder=3, label="trials")
     if replicated:
-        ax.errorbar([r["mi_nats"] for r in rows], [r[f"{metric}_mean"] for r in rows],
+        ax.errorbar([r[MI_NATS] for r in rows], [r[f"{metric}_mean"] for r in rows],
                     yerr=[r[f"{metric}_half_width"] or 0 for r in rows], fmt="o-", color="tab:blue", lw=1,
                     capsize=3, zorder=4, label="point mean, 95% CI (pooled SD)")
     _mark_peak(ax, summary, rows, metric)
@@ -57,7 +58,7 @@ def plot_mi_vs_accuracy(trials: list[Trial], summary: dict, path: Path) -> Path 
     floor = summary.get("floor")
     if floor:
         ax.axhline(floor["mean"], color="black", linestyle=":", label=f"untrained encoder ({floor['mean']:.3f})")
-    cap = summary.get("mi_cap_nats")
+    cap = summary.get(MI_CAP_NATS)
     if cap:
         ax.axvline(cap, color="gray", linestyle="--", lw=1, label=f"InfoNCE cap log K = {cap:.2f}")
     ax.set_xlabel("view MI estimate I(v1; v2) [nats]  (views share less ←  → more)")
@@ -78,21 +79,21 @@ def plot_mi_vs_accuracy(trials: list[Trial], summary: dict, path: Path) -> Path 
 def _mark_peak(ax, summary: dict, rows: list[dict], metric: str) -> None:
     peak = next((r for r in rows if r["name"] == summary.get("peak_point")), None)
     if peak is not None:
-        ax.scatter([peak["mi_nats"]], [peak[f"{metric}_mean"]], s=140, facecolors="none", edgecolors="tab:red",
+        ax.scatter([peak[MI_NATS]], [peak[f"{metric}_mean"]], s=140, facecolors="none", edgecolors="tab:red",
                    zorder=5, label=f"peak point ({peak['name']})")
 
 
 def _task_information(ax, rows: list[dict], summary: dict):
     """I(v; y) of each point on a second axis, H(y) dashed; None when not measured."""
-    have = [r for r in rows if r.get("label_mi_nats") is not None]
+    have = [r for r in rows if r.get(LABEL_MI_NATS) is not None]
     if not have:
         return None
-    have.sort(key=lambda r: r["mi_nats"])
+    have.sort(key=lambda r: r[MI_NATS])
     twin = ax.twinx()
-    (line,) = twin.plot([r["mi_nats"] for r in have], [r["label_mi_nats"] for r in have], "s--", color="tab:green",
+    (line,) = twin.plot([r[MI_NATS] for r in have], [r[LABEL_MI_NATS] for r in have], "s--", color="tab:green",
                         ms=4, lw=1, label="task information I(v; y) ≥ H(y) − CE")
     handles, labels = [line], [line.get_label()]
-    entropy = summary.get("label_entropy_nats")
+    entropy = summary.get(LABEL_ENTROPY_NATS)
     if entropy:
         h = twin.axhline(entropy, color="tab:green", linestyle="--", lw=0.8, label=f"H(y) = {entropy:.2f} nats")
         handles.append(h)
@@ -141,7 +142,7 @@ def fetch_view_grids(trials: list[Trial], tracking_uri: str, out: Path) -> dict[
 
     import mlflow
 
-    ranked = sorted((t for t in trials if t.usable), key=lambda t: t.metrics["mi_nats"])
+    ranked = sorted((t for t in trials if t.usable), key=lambda t: t.metrics[MI_NATS])
     if not ranked:
         return {}
     picks = {"low": ranked[0], "medium": ranked[len(ranked) // 2], "high": ranked[-1]}

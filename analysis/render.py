@@ -1,14 +1,15 @@
-"""The report's words: the verdict headline, the summary lines, the point table, report.md and
-report.html (the same page with the images inlined, for MLflow's artifact view)."""
+"""The report's words: the verdict headline, the summary, the point table, and the page they
+make, written as report.md and as report.html (the same blocks, images inlined, for MLflow's
+artifact view; ``analysis/document.py``)."""
 
 from __future__ import annotations
 
-import base64
-import re
 from pathlib import Path
 from typing import Any
 
+from analysis.document import Block, Bullets, Heading, Image, Lines, Table, bold, para, to_html, to_markdown
 from analysis.trials import finite
+from trainers.results import LABEL_ENTROPY_NATS, LABEL_MI_NATS, LINEAR_ACC, MI_CAP_NATS, MI_NATS, VAL_LINEAR_ACC
 
 
 def fmt(v: Any, digits: int = 3) -> str:
@@ -50,36 +51,50 @@ def best_point_text(summary: dict) -> str:
         return "no point finished"
     sel, fit = summary["select_metric"], summary["fit_metric"]
     return (f"{best['name']}: {sel} {_pm(best.get(f'{sel}_mean'), best.get(f'{sel}_half_width'))}, "
-            f"test {fit} {_pm(best.get(f'{fit}_mean'), best.get(f'{fit}_half_width'))}, MI {fmt(best['mi_nats'], 2)} "
+            f"test {fit} {_pm(best.get(f'{fit}_mean'), best.get(f'{fit}_half_width'))}, MI {fmt(best[MI_NATS], 2)} "
             f"nats, {best['n']} replicate{'s' if best['n'] != 1 else ''}")
 
 
-def point_table(summary: dict) -> list[str]:
-    """The points, best first by validation accuracy of the analysis probe (a GFM table)."""
+def points_block(summary: dict) -> Table:
+    """The points, best first by validation accuracy of the analysis probe."""
     rows = summary["points"]
     knobs = sorted(rows[0]["params"]) if rows else []
-    sel, fit = summary.get("select_metric", "val_linear_acc"), summary.get("fit_metric", "linear_acc")
-    task = any(r.get("label_mi_nats") is not None for r in rows)
+    sel, fit = summary.get("select_metric", VAL_LINEAR_ACC), summary.get("fit_metric", LINEAR_ACC)
+    task = any(r.get(LABEL_MI_NATS) is not None for r in rows)
     head = ["point", *knobs, "replicates", sel, fit, "MI [nats]"] + (["I(v; y) [nats]"] if task else [])
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    body = []
     for r in rows:
         cells = [r["name"], *(r["params"].get(k, "") for k in knobs), str(r["n"]),
                  _pm(r.get(f"{sel}_mean"), r.get(f"{sel}_half_width")),
-                 _pm(r.get(f"{fit}_mean"), r.get(f"{fit}_half_width")), fmt(r["mi_nats"], 2)]
-        cells += [fmt(r.get("label_mi_nats"), 2)] if task else []
-        lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
-    return lines
+                 _pm(r.get(f"{fit}_mean"), r.get(f"{fit}_half_width")), fmt(r[MI_NATS], 2)]
+        cells += [fmt(r.get(LABEL_MI_NATS), 2)] if task else []
+        body.append(tuple(str(c) for c in cells))
+    return Table(tuple(head), tuple(body))
+
+
+def point_table(summary: dict) -> list[str]:
+    """The point table as Markdown lines (the parent run's description)."""
+    return to_markdown([points_block(summary)]).splitlines()
+
+
+def summary_blocks(summary: dict) -> list[Block]:
+    """The verdict, what InfoMin predicts, the best point, the reasons, then the figures in words."""
+    return [para(bold(f"Verdict: {headline(summary)}")),
+            para("InfoMin predicts accuracy rising as the views share less information, then falling once they lose "
+                 "what the task needs. Rise = peak point minus the maximal-MI point; fall = peak point minus the "
+                 "minimal-MI point."),
+            para(bold("Best point"), f" (highest mean {summary['select_metric']} of its replicates): "
+                 f"{best_point_text(summary)}."),
+            Bullets(tuple(summary["reasons"])), Lines(tuple(_facts(summary)))]
 
 
 def summary_lines(summary: dict) -> list[str]:
-    lines = [f"**Verdict: {headline(summary)}**", "",
-             ("InfoMin predicts accuracy rising as the views share less information, then falling once they lose "
-              "what the task needs. Rise = peak point minus the maximal-MI point; fall = peak point minus the "
-              "minimal-MI point."), ""]
-    lines.append(f"**Best point** (highest mean {summary['select_metric']} of its replicates): "
-                 f"{best_point_text(summary)}.")
-    lines.append("")
-    lines += [f"- {r}" for r in summary["reasons"]] + [""]
+    """The summary as Markdown lines (the parent run's description)."""
+    return to_markdown(summary_blocks(summary)).splitlines()
+
+
+def _facts(summary: dict) -> list[str]:
+    lines: list[str] = []
     sp, pe, quad, ci = summary["spearman_mi_acc"], summary["pearson_mi_acc"], summary["quadratic"], summary["peak_ci"]
     lines.append(f"Trials: {summary['n_trials']} ({summary['n_scored']} finished, {summary['n_used']} with a view MI, "
                  f"{summary['n_diverged']} diverged) at {summary['n_points']} points.")
@@ -87,8 +102,8 @@ def summary_lines(summary: dict) -> list[str]:
     if floor:
         lines.append(f"Untrained encoder ({floor['metric']}, mean of {floor['n']} trials): {floor['mean']:.4f}; "
                      "every accuracy above reads as a gain over it.")
-    if summary.get("label_entropy_nats"):
-        lines.append(f"Label entropy H(y) = {summary['label_entropy_nats']:.3f} nats (validation labels).")
+    if summary.get(LABEL_ENTROPY_NATS):
+        lines.append(f"Label entropy H(y) = {summary[LABEL_ENTROPY_NATS]:.3f} nats (validation labels).")
     if sp:
         lines.append(f"Descriptive only: Spearman rho = {fmt(sp.get('rho'))} (p = {fmt(sp.get('p'), 3)}); "
                      f"Pearson r = {fmt(pe.get('r'))} (p = {fmt(pe.get('p'), 3)}).")
@@ -106,70 +121,43 @@ def summary_lines(summary: dict) -> list[str]:
                      f"points {nf['resolvable_difference']:.4f}; the point means span {fmt(nf['point_mean_spread'], 4)}"
                      + (f"; test split binomial SE {nf['test_binomial_se']:.4f} ({nf['n_test_images']} images)"
                         if nf["test_binomial_se"] else "") + ".")
-    if summary["mi_cap_nats"]:
-        lines.append(f"InfoNCE estimates cannot exceed log K = {summary['mi_cap_nats']:.2f} nats.")
+    if summary[MI_CAP_NATS]:
+        lines.append(f"InfoNCE estimates cannot exceed log K = {summary[MI_CAP_NATS]:.2f} nats.")
     return lines
 
 
-def write_markdown(experiment: str, summary: dict, grids: dict[str, str], path: Path) -> Path:
-    lines = [f"# InfoMin report: {experiment}", "", *summary_lines(summary), ""]
-    if (path.parent / "mi_vs_accuracy.png").exists():
-        lines += ["![MI vs accuracy](mi_vs_accuracy.png)", ""]
-    if (path.parent / "knobs.png").exists():
-        lines += ["![accuracy against each searched knob](knobs.png)", ""]
-    lines += [f"## Points, best first by {summary['select_metric']}", "",
-              "Mean ± 95% CI half-width over the replicates (pooled replicate SD).", "", *point_table(summary)]
+def report_blocks(experiment: str, summary: dict, grids: dict[str, str], folder: Path) -> list[Block]:
+    """The whole page; figures only where their file was drawn into ``folder``."""
+    blocks: list[Block] = [Heading(f"InfoMin report: {experiment}"), *summary_blocks(summary)]
+    if (folder / "mi_vs_accuracy.png").exists():
+        blocks.append(Image("MI vs accuracy", "mi_vs_accuracy.png"))
+    if (folder / "knobs.png").exists():
+        blocks.append(Image("accuracy against each searched knob", "knobs.png"))
+    blocks += [Heading(f"Points, best first by {summary['select_metric']}", 2),
+               para("Mean ± 95% CI half-width over the replicates (pooled replicate SD)."), points_block(summary)]
     if summary.get("ring_vs_uniform"):
-        lines += ["", f"## Ring against uniform negatives (test {summary['fit_metric']})", "",
-                  "| method | arm | ring mean | uniform mean | ring - uniform | 95% CI | resolvable | n | test |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+        rows = []
         for r in summary["ring_vs_uniform"]:
             lo, hi = r["ci95"]
-            lines.append(f"| {r['method']} | {r['arm']} | {r['ring_mean']:.4f} | {r['uniform_mean']:.4f} | "
-                         f"{r['diff_mean']:+.4f} | [{fmt(lo, 4)}, {fmt(hi, 4)}] | {fmt(r['resolvable'], 4)} | "
-                         f"{r['n_ring']}/{r['n_uniform']} | {r['test']} |")
+            rows.append((r["method"], r["arm"], f"{r['ring_mean']:.4f}", f"{r['uniform_mean']:.4f}",
+                         f"{r['diff_mean']:+.4f}", f"[{fmt(lo, 4)}, {fmt(hi, 4)}]", fmt(r["resolvable"], 4),
+                         f"{r['n_ring']}/{r['n_uniform']}", str(r["test"])))
+        blocks += [Heading(f"Ring against uniform negatives (test {summary['fit_metric']})", 2),
+                   Table(("method", "arm", "ring mean", "uniform mean", "ring - uniform", "95% CI", "resolvable", "n",
+                          "test"), tuple(rows))]
     if grids:
-        lines += ["", "## Views at low, medium and high MI", ""]
-        lines += [f"**{level} MI**\n\n![views at {level} MI]({name})\n" for level, name in grids.items()]
-    path.write_text("\n".join(lines) + "\n")
+        blocks.append(Heading("Views at low, medium and high MI", 2))
+        for level, name in grids.items():
+            blocks += [para(bold(f"{level} MI")), Image(f"views at {level} MI", name)]
+    return blocks
+
+
+def write_markdown(experiment: str, summary: dict, grids: dict[str, str], path: Path) -> Path:
+    path.write_text(to_markdown(report_blocks(experiment, summary, grids, path.parent)))
     return path
 
 
-def write_html(markdown_path: Path, path: Path) -> Path:
-    """report.md as a self-contained page (images inlined), for MLflow's artifact view."""
-    import html
-
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}")
-    out = [f"<!doctype html><meta charset='utf-8'><style>{style}</style>"]
-    table: list[str] = []
-
-    def flush() -> None:
-        if table:
-            rows = [r for r in table if not re.fullmatch(r"\|(-+\|)+", r.replace("---", "-"))]
-            cells = [[html.escape(c.strip()) for c in r.strip().strip("|").split("|")] for r in rows]
-            out.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in cells[0]) + "</tr>"
-                       + "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[1:])
-                       + "</table>")
-            table.clear()
-
-    for line in markdown_path.read_text().splitlines():
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        flush()
-        image = re.fullmatch(r"!\[(.*)\]\((.*)\)", line.strip())
-        if image and (markdown_path.parent / image.group(2)).is_file():
-            data = base64.b64encode((markdown_path.parent / image.group(2)).read_bytes()).decode()
-            out.append(f"<p><img alt='{html.escape(image.group(1))}' src='data:image/png;base64,{data}'></p>")
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            out.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
-        elif line.startswith("- "):
-            out.append(f"<li>{html.escape(line[2:])}</li>")
-        elif line.strip():
-            text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", html.escape(line))
-            out.append(f"<p>{text}</p>")
-    flush()
-    path.write_text("\n".join(out) + "\n")
+def write_html(experiment: str, summary: dict, grids: dict[str, str], path: Path) -> Path:
+    """The same page as report.md, images inlined, for MLflow's artifact view."""
+    path.write_text(to_html(report_blocks(experiment, summary, grids, path.parent), path.parent))
     return path

@@ -45,13 +45,18 @@ from analysis.render import (
     write_markdown,
 )
 from analysis.settings import AnalysisConfig
+from analysis.state import SearchState
 from analysis.store import (
     DEFAULT_ROOT,
     EXPERIMENT_NAME_RULE,
+    REPORT_DIR,
+    REPORT_HTML,
+    TAG_BEST_POINT,
     TAG_NOTE,
     TAG_VERDICT,
+    TAG_VERDICT_LINE,
     default_tracking_uri,
-    read_state,
+    report_dir,
     running_search,
     shown,
     ui_base,
@@ -59,10 +64,9 @@ from analysis.store import (
 )
 from analysis.summary import points, ring_comparison, summarise
 from analysis.trials import ReportError, Trial, check_reachable, finite, load_trials
+from trainers.results import MI_NATS
 
 __all__ = ["ReportError", "Trial", "build_report", "main", "points", "summarise"]
-
-REPORT_HTML = "report/report.html"  # where the parent run holds the page (artifact path)
 
 
 def report_link(base_url: str, experiment_id: str, parent_id: str) -> str:
@@ -79,7 +83,7 @@ def front_page(client: Any, parent_id: str, summary: dict) -> None:
     metrics = {"n_trials": summary["n_trials"], "n_points": summary["n_points"]}
     if best:
         metrics.update({f"best_{sel}": best.get(f"{sel}_mean"), f"best_{fit}": best.get(f"{fit}_mean"),
-                        "best_mi_nats": best["mi_nats"]})
+                        "best_mi_nats": best[MI_NATS]})
     if summary.get("stability"):
         metrics["verdict_stability"] = summary["stability"]["share"]
     for key in ("rise", "fall"):
@@ -89,11 +93,11 @@ def front_page(client: Any, parent_id: str, summary: dict) -> None:
         if finite(value):
             client.log_metric(parent_id, key, shown(value))
     client.set_tag(parent_id, TAG_VERDICT, summary["verdict"])
-    client.set_tag(parent_id, "viewsearch.verdict_line", headline(summary)[:5000])
+    client.set_tag(parent_id, TAG_VERDICT_LINE, headline(summary)[:5000])
     if best:
-        client.set_tag(parent_id, "viewsearch.best_point", best["name"])
+        client.set_tag(parent_id, TAG_BEST_POINT, best["name"])
     note = ["# InfoMin search", "", *summary_lines(summary), "", "## Points", "", *point_table(summary), "",
-            "Full report with figures: artifacts, report/report.html."]
+            f"Full report with figures: artifacts, {REPORT_HTML}."]
     client.set_tag(parent_id, TAG_NOTE, "\n".join(note)[:60_000])
 
 
@@ -148,16 +152,16 @@ def build_report(experiment: str, tracking_uri: str | None = None, runs_dir: Pat
     runs_dir = Path(runs_dir)
     uri = tracking_uri or default_tracking_uri(runs_dir)
     if parent_id is None:
-        state = read_state(runs_dir, experiment)
+        state = SearchState.find(runs_dir, experiment)
         if state is None:
             raise ReportError(f"--experiment: no search of {experiment!r} under {runs_dir} (no search.json there); "
                               "pass --runs-dir, or --parent-run with the search's MLflow parent run id")
-        parent_id = state["parent_run_id"]
+        parent_id = state.parent_run_id
     check_reachable(uri)
     trials, settings = load_trials(experiment, uri, parent_id, settings)
     summary = {"parent_run_id": parent_id, **summarise(trials, settings)}
     summary["ring_vs_uniform"] = ring_comparison(trials, settings)
-    out = runs_dir / experiment / "report"
+    out = report_dir(runs_dir, experiment)
     _refuse_less(out, parent_id, summary)
     out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -165,12 +169,12 @@ def build_report(experiment: str, tracking_uri: str | None = None, runs_dir: Pat
     plot_knobs(trials, out / "knobs.png", (settings.select_metric(), settings.fit_metric()))
     grids = fetch_view_grids(trials, uri, out)
     write_markdown(experiment, summary, grids, out / "report.md")
-    write_html(out / "report.md", out / "report.html")
+    write_html(experiment, summary, grids, out / "report.html")
     if log_to_parent:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=uri)
-        client.log_artifacts(parent_id, str(out), artifact_path="report")
+        client.log_artifacts(parent_id, str(out), artifact_path=REPORT_DIR)
         front_page(client, parent_id, summary)
         describe_experiment(client, experiment, parent_id, summary, ui_url or ui_base(uri))
     return out

@@ -20,6 +20,7 @@ from pydantic import Field, ValidationError
 
 from trainers.config import _Section, error_key
 from trainers.errors import SpecError
+from trainers.results import probe_metric
 
 PARAM_PREFIX = "analysis."
 
@@ -39,11 +40,11 @@ class AnalysisConfig(_Section):
 
     def fit_metric(self) -> str:
         """The test-split metric the fit reads: a measurement, it selects nothing."""
-        return f"{self.probe}_acc"
+        return probe_metric(self.probe, "test")
 
     def select_metric(self) -> str:
         """The validation metric that ranks points (the best point, the peak point)."""
-        return f"val_{self.probe}_acc"
+        return probe_metric(self.probe, "val")
 
     def as_params(self) -> dict[str, str]:
         """The parent run's params that record the section."""

@@ -2,12 +2,13 @@
 and the report (which reads) must agree on, defined once.
 
 - ``runs/`` (``output.root``) holds ``mlflow.db`` (the SQLite store), ``mlartifacts/`` and one
-  folder per experiment with ``search.json`` (which parent run is this experiment's search) and
-  ``report/``.
+  folder per experiment with ``search.json`` (which parent run is this experiment's search;
+  ``analysis/state.py`` reads and writes it) and ``report/``.
 - An experiment name becomes a folder name and an MLflow experiment: letters, digits, ``_``,
   ``-``, ``.``, at most 100 characters, not ``.`` or ``..``.
-- The MLflow names: tags that tie trials to their search and replicates to their point, and the
-  metrics users' charts and the report read.
+- The MLflow names: every tag the project writes or reads (tying trials to their search and
+  replicates to their point, the status of a trial, the front page's verdict). The metric names
+  are the trainer's (``trainers/results.py``); the lists the search logs are re-exported here.
 
 Imports nothing heavy, so spec validation can use it.
 """
@@ -18,6 +19,16 @@ import json
 import os
 import re
 from pathlib import Path
+
+# The metric names live with the trainer that emits them; re-exported for the store's readers.
+from trainers.results import (  # noqa: F401
+    EPOCH_METRICS,
+    FINAL_METRICS,
+    FLOOR_METRICS,
+    LINEAR_ACC,
+    ONCE_METRICS,
+    VAL_LINEAR_ACC,
+)
 
 DEFAULT_ROOT = Path("runs")
 EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
@@ -31,19 +42,22 @@ TAG_TRIAL_ID = "ray.trial_id"
 TAG_POINT = "viewsearch.point"  # replicates of one point of the space share it
 TAG_POINT_NAME = "viewsearch.point_name"
 TAG_VERDICT = "viewsearch.verdict"
+TAG_VERDICT_LINE = "viewsearch.verdict_line"  # the verdict's one-line headline (parent run)
+TAG_BEST_POINT = "viewsearch.best_point"  # the best point's name (parent run)
+TAG_ORPHAN = "viewsearch.orphan"  # a run holding results of a trial Tune does not know (kept, never deleted)
+TAG_RESUMED_FROM = "viewsearch.resumed_from_epoch"  # the epoch a trial last resumed from
+TAG_WRITE_PROBE = "viewsearch.write_probe"  # set and removed at start: proves the store takes writes
+TAG_TRIAL_NAME = "ray.trial_name"
+TAG_STATUS = "ray.status"  # completed | stopped_early | diverged | interrupted | error (search/summary.py)
+TAG_ERROR = "ray.error"  # the failed trial's traceback
+TAG_RETRIES = "ray.retries"  # how often Tune restarted the trial from its checkpoint
+TAG_RAY_ADDRESS = "ray.address"  # the parent run: the cluster the search ran on
+TAG_RAY_STARTED_LOCAL = "ray.started_local"  # the parent run: "true" when the search started its own Ray
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"  # the experiment's layout in the MLflow UI
+TAG_SHARED_VIEW_PREFIX = "mlflow.sharedViewState."  # an experiment's saved chart views
 
-# Per epoch (step = epoch): what a search compares and what shows how a training went.
-EPOCH_METRICS = ("train_loss", "val_knn_acc", "ring_lower", "ring_upper", "imgs_per_s", "diverged")
-# Once per trial: the final evaluation (validation for selection, test for reporting), the view MI,
-# the task information of one view (I(v; y) >= H(y) - CE, next to H(y); analysis/taskinfo.py) and
-# the floor: the same probes on the untrained encoder (init_*), measured before the first step.
-FLOOR_METRICS = ("init_val_knn_acc", "init_val_linear_acc", "init_knn_acc", "init_linear_acc")
-FINAL_METRICS = ("val_knn_acc", "val_linear_acc", "knn_acc", "linear_acc", "mi_nats", "mi_cap_nats",
-                 "label_mi_nats", "label_entropy_nats", *FLOOR_METRICS, "diverged")
-ONCE_METRICS = ("mi_nats", "mi_cap_nats", "mi_cached", "label_mi_nats", "label_entropy_nats", *FLOOR_METRICS,
-                "n_train_images", "n_val_images", "n_test_images")
-SELECT_METRIC = "val_linear_acc"  # the best trial / point: validation, never test
-REPORT_METRIC = "linear_acc"  # what the InfoMin fit reads: the test split, which selects nothing
+SELECT_METRIC = VAL_LINEAR_ACC  # the best trial / point: validation, never test
+REPORT_METRIC = LINEAR_ACC  # what the InfoMin fit reads: the test split, which selects nothing
 
 
 UI_HOST, UI_PORT = "127.0.0.1", 5000  # where the printed ``mlflow ui`` command serves a local store
@@ -80,6 +94,15 @@ def state_file(root: Path, experiment: str) -> Path:
     return root / experiment / "search.json"
 
 
+REPORT_DIR = "report"  # the report's folder under the experiment's, and its artifact path on the parent run
+REPORT_HTML = f"{REPORT_DIR}/report.html"  # where the parent run holds the page (artifact path)
+
+
+def report_dir(root: Path, experiment: str) -> Path:
+    """``summary.json``, ``report.md``, ``report.html`` and the figures (``analysis/report.py``)."""
+    return root / experiment / REPORT_DIR
+
+
 def lock_file(root: Path, experiment: str) -> Path:
     """Held (``flock``) by the driver of a running search of ``experiment`` (``search/lock.py``)."""
     return root / experiment / "search.lock"
@@ -103,18 +126,3 @@ def running_search(root: Path, experiment: str) -> str | None:
     except OSError:
         pass
     return None
-
-
-def read_state(root: Path, experiment: str) -> dict | None:
-    """The experiment's ``search.json`` (its parent run, store and spec fingerprint), if any."""
-    try:
-        return json.loads(state_file(root, experiment).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_state(path: Path, state: dict) -> None:
-    """Replace ``search.json`` atomically: a driver killed mid-write leaves the old one whole."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2))
-    os.replace(tmp, path)

@@ -16,12 +16,41 @@ from analysis.infomin import analyse
 from analysis.noise import noise_floor, point_summaries
 from analysis.settings import AnalysisConfig
 from analysis.trials import Trial, finite, mean
+from trainers.results import (
+    KNN_ACC,
+    LABEL_ENTROPY_NATS,
+    LABEL_MI_NATS,
+    LINEAR_ACC,
+    MI_CAP_NATS,
+    MI_NATS,
+    VAL_KNN_ACC,
+    VAL_LINEAR_ACC,
+    floor_metric,
+)
 
-PROBE_METRICS = ("val_linear_acc", "linear_acc", "val_knn_acc", "knn_acc")
+PROBE_METRICS = (VAL_LINEAR_ACC, LINEAR_ACC, VAL_KNN_ACC, KNN_ACC)
 # Per trial, from the task-information estimate and the untrained encoder (absent in older runs).
 DEFAULTS = AnalysisConfig()  # a search from before the analysis section: the linear probe
-OPTIONAL_METRICS = ("label_mi_nats", "label_entropy_nats", "init_linear_acc", "init_knn_acc",
-                    "init_val_linear_acc", "init_val_knn_acc")
+OPTIONAL_METRICS = (LABEL_MI_NATS, LABEL_ENTROPY_NATS, floor_metric(LINEAR_ACC), floor_metric(KNN_ACC),
+                    floor_metric(VAL_LINEAR_ACC), floor_metric(VAL_KNN_ACC))
+
+
+def point_order(trials: list[Trial], select: str) -> list[str]:
+    """The points of the scored trials (``Trial.scored``), best first: highest mean of ``select`` (a
+    validation metric) over the point's replicates; ties by point name, then point id, never by
+    run order. The one ranking behind the best point, the point table and the console."""
+    by_point: dict[str, list[Trial]] = defaultdict(list)
+    for t in trials:
+        if t.scored:
+            by_point[t.point].append(t)
+    means = {p: sum(t.metrics[select] for t in ts) / len(ts) for p, ts in by_point.items()}
+    return sorted(by_point, key=lambda p: (-means[p], by_point[p][0].point_name, p))
+
+
+def select_best(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> str | None:
+    """The best point's id (``point_order``'s first), or None when no trial is scored."""
+    order = point_order(trials, settings.select_metric())
+    return order[0] if order else None
 
 
 def points(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> list[dict]:
@@ -42,7 +71,7 @@ def points(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> list[dic
         reps = sorted(ts, key=lambda t: (-t.metrics[select], t.name))
         rows.append({
             "point": p, "name": ts[0].point_name, "params": ts[0].searched, "n": len(ts),
-            "mi_nats": mean([t.metrics.get("mi_nats") for t in ts]),
+            MI_NATS: mean([t.metrics.get(MI_NATS) for t in ts]),
             **{m: mean([t.metrics.get(m) for t in ts]) for m in OPTIONAL_METRICS[:2]},
             **{f"{m}_mean": stats[m][p]["mean"] for m in stats},
             **{f"{m}_half_width": stats[m][p]["half_width_pooled"] for m in stats},
@@ -51,7 +80,8 @@ def points(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> list[dic
                             **{m: t.metrics.get(m) for m in PROBE_METRICS if finite(t.metrics.get(m))}}
                            for t in reps],
         })
-    return sorted(rows, key=lambda r: (-r[f"{select}_mean"], r["name"]))  # ties: by name, not by run order
+    rank = {p: i for i, p in enumerate(point_order(trials, select))}
+    return sorted(rows, key=lambda r: rank[r["point"]])
 
 
 def floor(trials: list[Trial], settings: AnalysisConfig) -> dict | None:
@@ -69,7 +99,7 @@ def summarise(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> dict:
     used = [t for t in scored if t.usable]
     names = {t.point: t.point_name for t in trials}
     readable = len(set(names.values())) == len(names)  # the reasons name points by name when names are unique
-    stats = analyse([t.metrics["mi_nats"] for t in used], [t.metrics[fit_metric] for t in used],
+    stats = analyse([t.metrics[MI_NATS] for t in used], [t.metrics[fit_metric] for t in used],
                     groups=[t.point_name if readable else t.point for t in used],
                     select=[t.metrics[select] for t in used],
                     rule=Rule(settings.min_effect, settings.alpha),
@@ -81,13 +111,13 @@ def summarise(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> dict:
         if stats.get(key):
             stats[key] = {**stats[key], "from": names.get(stats[key]["from"], stats[key]["from"]),
                           "to": names.get(stats[key]["to"], stats[key]["to"])}
-    caps = [t.metrics["mi_cap_nats"] for t in used if finite(t.metrics.get("mi_cap_nats"))]
+    caps = [t.metrics[MI_CAP_NATS] for t in used if finite(t.metrics.get(MI_CAP_NATS))]
     n_test = next((int(t.metrics["n_test_images"]) for t in scored if finite(t.metrics.get("n_test_images"))), None)
     rows = points(trials, settings)
     groups = defaultdict(list)
     for t in scored:
         groups[t.point].append(t.metrics[fit_metric])
-    entropy = [t.metrics["label_entropy_nats"] for t in scored if finite(t.metrics.get("label_entropy_nats"))]
+    entropy = [t.metrics[LABEL_ENTROPY_NATS] for t in scored if finite(t.metrics.get(LABEL_ENTROPY_NATS))]
     return {
         "n_trials": len(trials),
         "n_used": len(used),
@@ -110,8 +140,8 @@ def summarise(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> dict:
                                      "peak_ci_no_peak_frac", "bootstrap")},
         "noise_floor": noise_floor(dict(groups), n_test),
         "floor": floor(trials, settings),
-        "label_entropy_nats": sum(entropy) / len(entropy) if entropy else None,
-        "mi_cap_nats": max(caps) if caps else None,
+        LABEL_ENTROPY_NATS: sum(entropy) / len(entropy) if entropy else None,
+        MI_CAP_NATS: max(caps) if caps else None,
         "points": rows,
         "best_point": rows[0] if rows else None,
     }

@@ -16,6 +16,7 @@ from typing import Any
 
 from analysis.settings import AnalysisConfig, from_params
 from analysis.store import REPORT_METRIC, SELECT_METRIC, TAG_PARENT, TAG_POINT, TAG_POINT_NAME
+from trainers.results import DIVERGED, MI_NATS
 
 
 class ReportError(Exception):
@@ -37,7 +38,7 @@ class Trial:
 
     @property
     def diverged(self) -> bool:
-        return self.metrics.get("diverged", 0.0) >= 0.5
+        return self.metrics.get(DIVERGED, 0.0) >= 0.5
 
     @property
     def scored(self) -> bool:
@@ -49,7 +50,7 @@ class Trial:
     @property
     def usable(self) -> bool:
         """Scored and with a view MI: counts for the InfoMin fit."""
-        return self.scored and finite(self.metrics.get("mi_nats"))
+        return self.scored and finite(self.metrics.get(MI_NATS))
 
 
 def finite(v: Any) -> bool:

@@ -26,11 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from trainers.data import load_data
 from trainers.data.toy import FACTORS, n_values
 from trainers.domains import get_path, is_domain
+from trainers.results import factor_probe
 from trainers.specfile import load_train_config, load_yaml
 from trainers.train import Trainer
 
 RANDOM_INIT = "random init"
-COLUMNS = [f"linear_acc_{f}" for f in FACTORS]
+COLUMNS = [factor_probe(f, "test") for f in FACTORS]
 
 
 def spec_subsets(spec: str) -> list[list[str]]:
@@ -57,8 +58,8 @@ def claim_holds(rows: dict[str, dict], subsets: dict[str, list[str]]) -> dict[st
     """Per factor: does a row whose views share it beat every trained row whose views do not?"""
     out = {}
     for f in FACTORS:
-        shares = [rows[n][f"linear_acc_{f}"] for n, s in subsets.items() if f in s]
-        others = [rows[n][f"linear_acc_{f}"] for n, s in subsets.items() if f not in s]
+        shares = [rows[n][factor_probe(f, "test")] for n, s in subsets.items() if f in s]
+        others = [rows[n][factor_probe(f, "test")] for n, s in subsets.items() if f not in s]
         out[f] = bool(shares) and (not others or max(shares) > max(others))
     return out
 

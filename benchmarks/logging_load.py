@@ -45,10 +45,12 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.store import sqlite_uri, write_state
+from analysis.state import SearchState
+from analysis.store import sqlite_uri
 from search.spec import load_spec
 from search.tracking import Store, Tracker
 from search.trial import CHECKPOINT, CONFIG, EXTRA, VIEWS
+from trainers.results import MI_CACHED, MI_CAP_NATS, MI_NATS, VAL_KNN_ACC
 
 SPEC = Path(__file__).resolve().parents[1] / "spaces" / "augment_strength.yaml"
 
@@ -86,7 +88,7 @@ def checkpoint_folders(root: Path, n: int, megabytes: float) -> list[Path]:
         folder = root / f"checkpoint_{i:03d}"
         folder.mkdir(parents=True)
         (folder / CHECKPOINT).write_bytes(os.urandom(int(megabytes * 2**20)))
-        (folder / EXTRA).write_text(json.dumps({"mi_nats": 2.1, "mi_cap_nats": 4.85, "mi_cached": 0.0}))
+        (folder / EXTRA).write_text(json.dumps({MI_NATS: 2.1, MI_CAP_NATS: 4.85, MI_CACHED: 0.0}))
         (folder / CONFIG).write_text(SPEC.read_text())
         (folder / VIEWS).write_bytes(os.urandom(32_000))  # the flagship's view grid PNG is about this size
         folders.append(folder)
@@ -97,8 +99,8 @@ def epoch_result(epoch: int, epochs: int) -> dict:
     """A real trial's epoch result: the per-epoch metrics, the once-per-trial values, and at the end
     the final evaluation."""
     result = {"epoch": float(epoch), "training_iteration": epoch, "train_loss": 5.0 / epoch,
-              "val_knn_acc": 0.7 + 0.01 * epoch, "ring_lower": 0.0, "ring_upper": 1.0, "imgs_per_s": 900.0,
-              "diverged": 0.0, "start_epoch": 0.0, "mi_nats": 2.1, "mi_cap_nats": 4.85, "mi_cached": 0.0,
+              VAL_KNN_ACC: 0.7 + 0.01 * epoch, "ring_lower": 0.0, "ring_upper": 1.0, "imgs_per_s": 900.0,
+              "diverged": 0.0, "start_epoch": 0.0, MI_NATS: 2.1, MI_CAP_NATS: 4.85, MI_CACHED: 0.0,
               "n_train_images": 7000, "n_val_images": 2000, "n_test_images": 10000}
     if epoch == epochs:
         result.update(val_linear_acc=0.8, linear_acc=0.79, knn_acc=0.78)
@@ -111,8 +113,7 @@ def new_search(store: Store, folder: Path, spec) -> Path:
     exp = tracker.experiment_id(f"logging_load_{int(time.time() * 1000)}")
     parent = tracker.start_parent(exp, "bench", "search bench", spec.to_yaml(), {"host": platform.node()})
     state = folder / "search.json"
-    write_state(state, {"tracking_uri": store.uri, "artifact_location": store.artifact_location,
-                        "experiment_id": exp, "parent_run_id": parent, "finished_trials": []})
+    SearchState(parent, experiment_id=exp, tracking_uri=store.uri, artifact_location=store.artifact_location).save(state)
     return state
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.noise import noise_floor, pooled_sd, t95
+from trainers.results import KNN_ACC, LINEAR_ACC, VAL_KNN_ACC, VAL_LINEAR_ACC
 
 
 def train_one(job: tuple[str, list[str]]) -> dict:
@@ -40,7 +41,7 @@ def train_one(job: tuple[str, list[str]]) -> dict:
     cfg = load_train_config(spec, [*overrides, "trainer.threads=1", "evaluation.knn_every_epoch=false"])
     result = Trainer(cfg).fit()
     return {"overrides": overrides, "seconds": time.perf_counter() - start,
-            **{k: result.get(k) for k in ("val_linear_acc", "linear_acc", "val_knn_acc", "knn_acc", "train_loss")}}
+            **{k: result.get(k) for k in (VAL_LINEAR_ACC, LINEAR_ACC, VAL_KNN_ACC, KNN_ACC, "train_loss")}}
 
 
 def main() -> None:
@@ -61,14 +62,14 @@ def main() -> None:
         runs = []
         for run in pool.imap(train_one, jobs):
             runs.append(run)
-            print(f"  {' '.join(run['overrides'][-2:])}: val {run['val_linear_acc']:.4f} test {run['linear_acc']:.4f} "
+            print(f"  {' '.join(run['overrides'][-2:])}: val {run[VAL_LINEAR_ACC]:.4f} test {run[LINEAR_ACC]:.4f} "
                   f"({run['seconds']:.0f} s)", file=sys.stderr, flush=True)
     wall = time.perf_counter() - wall
     out = {"meta": {"spec": args.spec, "overrides": args.overrides, "knob": args.knob, "seeds": args.seeds,
                     "jobs": args.jobs, "machine": platform.node(), "processor": platform.processor(),
                     "wall_seconds": wall}, "runs": runs, "metrics": {}}
     print(f"\n{args.knob} x {args.seeds} seeds, {' '.join(args.overrides) or 'spec as is'}; {wall:.0f} s wall")
-    for metric in ("val_linear_acc", "linear_acc"):
+    for metric in (VAL_LINEAR_ACC, LINEAR_ACC):
         groups = {v: [r[metric] for r in runs if f"{args.knob}={v}" in r["overrides"]] for v in args.values}
         s, df = pooled_sd(groups)
         floor = noise_floor(groups)

@@ -20,22 +20,24 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.noise import pooled_sd
-from analysis.store import DEFAULT_ROOT, TAG_PARENT, default_tracking_uri, read_state
+from analysis.state import SearchState
+from analysis.store import DEFAULT_ROOT, TAG_PARENT, default_tracking_uri
+from trainers.results import KNN_ACC, LABEL_ENTROPY_NATS, LABEL_MI_NATS, LINEAR_ACC, MI_NATS, floor_metric
 
-PROBES = ("knn_acc", "linear_acc")
-SHOWN = ("mi_nats", "label_mi_nats", "label_entropy_nats", "init_knn_acc", "init_linear_acc")
+PROBES = (KNN_ACC, LINEAR_ACC)
+SHOWN = (MI_NATS, LABEL_MI_NATS, LABEL_ENTROPY_NATS, floor_metric(KNN_ACC), floor_metric(LINEAR_ACC))
 
 
 def load(experiment: str, uri: str, knob: str, root: Path) -> dict[float, list[dict]]:
     """The finished trials of the experiment's current search (``search.json``'s parent run)."""
     from mlflow.tracking import MlflowClient
 
-    state = read_state(root, experiment)
+    state = SearchState.find(root, experiment)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None or not state:
         raise SystemExit(f"error: --experiment: no search {experiment!r} in {uri} / {root}")
-    parent = state["parent_run_id"]
+    parent = state.parent_run_id
     runs = client.search_runs([exp.experiment_id], filter_string=f"tags.`{TAG_PARENT}` = '{parent}'", max_results=5000)
     groups: dict[float, list[dict]] = {}
     for r in runs:
@@ -67,10 +69,10 @@ def main() -> None:
             vals = [t[p] for t in trials]
             row[f"{p}_mean"], row[f"{p}_sd"] = statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else None
         rows.append(row)
-        share = f"{row['label_mi_nats']:.2f} ({row['label_mi_nats'] / row['label_entropy_nats']:.0%})" \
-            if row["label_mi_nats"] is not None else "-"
-        floor = [f"{row[k]:.4f}" if row[k] is not None else "-" for k in ("init_knn_acc", "init_linear_acc")]
-        print(f"| {value:g} | {len(trials)} | {row['mi_nats']:.2f} | {share} | {row['knn_acc_mean']:.4f} "
+        share = f"{row[LABEL_MI_NATS]:.2f} ({row[LABEL_MI_NATS] / row[LABEL_ENTROPY_NATS]:.0%})" \
+            if row[LABEL_MI_NATS] is not None else "-"
+        floor = [f"{row[k]:.4f}" if row[k] is not None else "-" for k in (floor_metric(KNN_ACC), floor_metric(LINEAR_ACC))]
+        print(f"| {value:g} | {len(trials)} | {row[MI_NATS]:.2f} | {share} | {row['knn_acc_mean']:.4f} "
               f"+- {row['knn_acc_sd'] or 0:.4f} | {row['linear_acc_mean']:.4f} +- {row['linear_acc_sd'] or 0:.4f} | "
               f"{floor[0]} | {floor[1]} |")
     probes = {}

@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainers.data import load_data
+from trainers.results import KNN_ACC, LINEAR_ACC, VAL_LINEAR_ACC
 from trainers.specfile import load_train_config
 from trainers.train import Trainer
 
@@ -81,22 +82,22 @@ def main() -> None:
         print(f"== {arm}", file=sys.stderr)
         rows[arm] = run_arm(args.spec, ARMS[arm] + common, data, train=arm != "random init")
 
-    base_acc = rows.get("random init", {}).get("linear_acc", float("nan"))
+    base_acc = rows.get("random init", {}).get(LINEAR_ACC, float("nan"))
     for r in rows.values():
-        r["gain_over_random"] = r["linear_acc"] - base_acc
+        r["gain_over_random"] = r[LINEAR_ACC] - base_acc
     # a setting is chosen on the validation columns; the test columns are what is reported
     print("\n| arm | val linear acc | linear acc | vs random init | kNN acc | epochs | train img/s | wall s |\n"
           "|---|---|---|---|---|---|---|---|")
     for arm, r in rows.items():
         gain = "" if arm == "random init" else f"{100 * r['gain_over_random']:+.1f} pts"
-        print(f"| {arm} | {r['val_linear_acc']:.4f} | {r['linear_acc']:.4f} | {gain} | {r['knn_acc']:.4f} | {r['epochs']} | "
+        print(f"| {arm} | {r[VAL_LINEAR_ACC]:.4f} | {r[LINEAR_ACC]:.4f} | {gain} | {r[KNN_ACC]:.4f} | {r['epochs']} | "
               f"{r['imgs_per_s']:.0f} | {r['seconds']:.0f} |")
     words = {True: "yes", False: "NO", None: "n/a (no random-init arm in this run)"}
     for arm, r in rows.items():  # the bar, reported (not asserted: timings depend on the machine)
         if arm == "random init":
             continue
         gain = r["gain_over_random"]
-        checks = {"linear >= 0.86": r["linear_acc"] >= 0.86,
+        checks = {"linear >= 0.86": r[LINEAR_ACC] >= 0.86,
                   "+4 pts over random": None if math.isnan(gain) else gain >= 0.04,
                   "<= 10 min": r["seconds"] <= 600}
         print(f"{arm}: " + ", ".join(f"{k} {words[v]}" for k, v in checks.items()))

@@ -29,6 +29,7 @@ from analysis.taskinfo import task_information
 from trainers.data import load_data
 from trainers.domains import domain_values, find_domains
 from trainers.pairs import build_pairs
+from trainers.results import LABEL_ENTROPY_NATS, LABEL_MI_NATS, MI_CAP_NATS, MI_NATS
 from trainers.specfile import load_train_config, load_yaml
 
 
@@ -65,8 +66,8 @@ def main() -> None:
             pairs = build_pairs(point, data)
         mi = view_mi(pairs, protocol=point.mi)
         ti = task_information(pairs, data.train_y, data.val_x, data.val_y, data.num_classes, point.mi)
-        row = {"value": value, "mi_nats": mi.nats, "mi_cap_nats": mi.cap_nats, "label_mi_nats": ti.nats,
-               "label_entropy_nats": ti.entropy_nats, "label_ce_nats": ti.ce_nats, "label_probe_acc": ti.accuracy,
+        row = {"value": value, MI_NATS: mi.nats, MI_CAP_NATS: mi.cap_nats, LABEL_MI_NATS: ti.nats,
+               LABEL_ENTROPY_NATS: ti.entropy_nats, "label_ce_nats": ti.ce_nats, "label_probe_acc": ti.accuracy,
                "seconds": time.perf_counter() - start}
         rows.append(row)
         print(f"| {value} | {mi.nats:.2f} | {ti.nats:.2f} | {ti.entropy_nats:.2f} | {ti.nats / ti.entropy_nats:.0%} "

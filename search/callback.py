@@ -15,7 +15,6 @@ progress line (trials done out of the total, time elapsed, an estimate of the ti
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -23,7 +22,17 @@ from typing import Any
 
 from ray.tune import Callback
 
-from analysis.store import EPOCH_METRICS, FINAL_METRICS, ONCE_METRICS, TAG_POINT, TAG_POINT_NAME, write_state
+from analysis.state import SearchState
+from analysis.store import (
+    TAG_ERROR,
+    TAG_ORPHAN,
+    TAG_POINT,
+    TAG_POINT_NAME,
+    TAG_RESUMED_FROM,
+    TAG_RETRIES,
+    TAG_STATUS,
+    TAG_TRIAL_NAME,
+)
 from search.interrupt import Interrupt
 from search.replicates import point_id, point_values
 from search.spec import Spec
@@ -31,6 +40,20 @@ from search.summary import outcome
 from search.tracking import Store, Tracker, run_name
 from search.trial import CHECKPOINT, CONFIG, VIEWS, trial_config
 from trainers.domains import flatten
+from trainers.results import (
+    DIVERGED,
+    EPOCH,
+    EPOCH_METRICS,
+    FINAL_METRICS,
+    LINEAR_ACC,
+    MI_NATS,
+    ONCE_METRICS,
+    START_EPOCH,
+    TRAIN_LOSS,
+    VAL_KNN_ACC,
+    VAL_LINEAR_ACC,
+    factor_of,
+)
 
 PREFIX = "[viewsearch]"
 _BOUND: dict[str, Any] = {}
@@ -84,9 +107,9 @@ class MlflowTrials(Callback):
 
     def setup(self, **info) -> None:
         self.state_file = _BOUND.get("state_file", self.state_file)
-        state = json.loads(self.state_file.read_text())
-        self.tracker = Tracker(Store(state["tracking_uri"], state.get("artifact_location")))
-        self.experiment_id, self.parent_run_id = state["experiment_id"], state["parent_run_id"]
+        state = SearchState.load(self.state_file)
+        self.tracker = Tracker(Store(state.tracking_uri, state.artifact_location))
+        self.experiment_id, self.parent_run_id = state.experiment_id, state.parent_run_id
         self._start = time.monotonic()
 
     def get_state(self) -> dict | None:
@@ -105,8 +128,7 @@ class MlflowTrials(Callback):
                 trial.trial_id,
                 name=run_name(trial.config) or trial.trial_id,
                 params=flatten(cfg),
-                tags={"ray.trial_name": str(trial), "viewsearch.searched": ",".join(trial.config),
-                      TAG_POINT: point_id(trial.config), TAG_POINT_NAME: run_name(point_values(trial.config))},
+                tags={TAG_TRIAL_NAME: str(trial), TAG_POINT: point_id(trial.config), TAG_POINT_NAME: run_name(point_values(trial.config))},
             )
             self._runs[trial.trial_id] = {"run_id": run_id, "last_step": last_step, "logged": logged,
                                           "checkpoint": None, "started": time.monotonic(),
@@ -125,28 +147,27 @@ class MlflowTrials(Callback):
                                "Rerun with --fresh to start the search over")
 
     def _log_result(self, state: dict, result: dict) -> None:
-        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        step = int(result.get(EPOCH, result.get("training_iteration", 0)))
         self._log_start(state, result, step)
         if step <= state["last_step"]:
             return  # logged before a crash of the driver; the trial resumed from an earlier checkpoint
         metrics = {k: result[k] for k in (*EPOCH_METRICS, *FINAL_METRICS) if k in result and k not in ONCE_METRICS}
-        # one more probe per known factor (infomin_toy): linear_acc_<factor>, val_linear_acc_<factor>
-        metrics.update({k: v for k, v in result.items() if k.startswith(("linear_acc_", "val_linear_acc_"))})
+        metrics.update({k: v for k, v in result.items() if factor_of(k)})  # one probe per known factor (infomin_toy)
         for key in ONCE_METRICS:
             if key in result and key not in state["logged"]:
                 metrics[key] = result[key]
                 state["logged"].add(key)
         self.tracker.log_metrics(state["run_id"], metrics, step)
         state["last_step"] = step
-        if result.get("start_epoch"):
-            self.tracker.set_tags(state["run_id"], {"viewsearch.resumed_from_epoch": int(result["start_epoch"])})
+        if result.get(START_EPOCH):
+            self.tracker.set_tags(state["run_id"], {TAG_RESUMED_FROM: int(result[START_EPOCH])})
 
     def _log_start(self, state: dict, result: dict, step: int) -> None:
         """``start_epoch`` once per (re)start: its history shows whether a trial ever began again
         from scratch (a second 0) or resumed from a checkpoint (the epoch it resumed from)."""
-        start = result.get("start_epoch")
+        start = result.get(START_EPOCH)
         if start is not None and state.get("start") != start:
-            self.tracker.log_metrics(state["run_id"], {"start_epoch": start}, step)
+            self.tracker.log_metrics(state["run_id"], {START_EPOCH: start}, step)
             state["start"] = start
 
     def _log_files(self, trial: Any, state: dict) -> None:
@@ -164,10 +185,7 @@ class MlflowTrials(Callback):
 
     def _record_finished(self, trial_id: str) -> None:
         """``search.json`` lists the finished trials, so a later run can tell a store that lost them."""
-        state = json.loads(self.state_file.read_text())
-        finished = set(state.get("finished_trials", [])) | {trial_id}
-        state["finished_trials"] = sorted(finished)
-        write_state(self.state_file, state)
+        SearchState.load(self.state_file).with_finished(trial_id).save(self.state_file)
 
     def _progress(self, trials: list) -> None:
         ended = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")} | self._closed
@@ -189,10 +207,9 @@ class MlflowTrials(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
         state = self._run(trial)
         self._log_result(state, result)
-        val = result.get("val_knn_acc", float("nan"))
-        print(f"{PREFIX} trial {trial.trial_id} epoch {int(result.get('epoch', 0))}/{state['epochs']}: "
-              f"loss {result.get('train_loss', float('nan')):.4f} val_knn_acc {val:.4f}"
-              + (" DIVERGED" if result.get("diverged") else ""), flush=True)
+        print(f"{PREFIX} trial {trial.trial_id} epoch {int(result.get(EPOCH, 0))}/{state['epochs']}: "
+              f"loss {result.get(TRAIN_LOSS, math.nan):.4f} {VAL_KNN_ACC} {result.get(VAL_KNN_ACC, math.nan):.4f}"
+              + (" DIVERGED" if result.get(DIVERGED) else ""), flush=True)
 
     def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info) -> None:
         self._run(trial)["checkpoint"] = checkpoint
@@ -203,19 +220,19 @@ class MlflowTrials(Callback):
         self._log_files(trial, state)
         what = outcome(last)
         if _BOUND.get("interrupt", Interrupt()).requested() and what == "stopped_early":  # stopped by Ctrl-C / SIGTERM, not by ASHA
-            self.tracker.set_tags(state["run_id"], {"ray.status": "interrupted"})
+            self.tracker.set_tags(state["run_id"], {TAG_STATUS: "interrupted"})
             self.tracker.end(state["run_id"], "KILLED")
             self._closed.add(trial.trial_id)
-            print(f"{PREFIX} trial {trial.trial_id} interrupted after epoch {int(last.get('epoch', 0))}", flush=True)
+            print(f"{PREFIX} trial {trial.trial_id} interrupted after epoch {int(last.get(EPOCH, 0))}", flush=True)
             return
-        self.tracker.set_tags(state["run_id"], {"ray.status": what})
+        self.tracker.set_tags(state["run_id"], {TAG_STATUS: what})
         self.tracker.end(state["run_id"], "FINISHED")
         self._closed.add(trial.trial_id)
         self._record_finished(trial.trial_id)
         self._done_here += 1
         seconds = time.monotonic() - state["started"]
-        print(f"{PREFIX} trial {trial.trial_id} {what}: val_linear_acc {last.get('val_linear_acc', math.nan):.4f} "
-              f"linear_acc {last.get('linear_acc', math.nan):.4f} mi_nats {last.get('mi_nats', math.nan):.3f} "
+        print(f"{PREFIX} trial {trial.trial_id} {what}: {VAL_LINEAR_ACC} {last.get(VAL_LINEAR_ACC, math.nan):.4f} "
+              f"{LINEAR_ACC} {last.get(LINEAR_ACC, math.nan):.4f} {MI_NATS} {last.get(MI_NATS, math.nan):.3f} "
               f"({_clock(seconds)})", flush=True)
         self._progress(trials)
 
@@ -236,18 +253,18 @@ class MlflowTrials(Callback):
                   flush=True)
         if kept:
             print(f"{PREFIX} kept {kept} MLflow run(s) holding results of trials Tune does not know (tagged "
-                  "viewsearch.orphan)", flush=True)
+                  f"{TAG_ORPHAN})", flush=True)
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
         state = self._run(trial)
-        self.tracker.set_tags(state["run_id"], {"ray.retries": trial.run_metadata.num_failures})
+        self.tracker.set_tags(state["run_id"], {TAG_RETRIES: trial.run_metadata.num_failures})
         print(f"{PREFIX} trial {trial.trial_id} crashed ({_error_text(trial, last_line=True)}); "
               "retrying from its last checkpoint", flush=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
         state = self._run(trial)
         self._log_files(trial, state)
-        self.tracker.set_tags(state["run_id"], {"ray.status": "error", "ray.error": _error_text(trial)})
+        self.tracker.set_tags(state["run_id"], {TAG_STATUS: "error", TAG_ERROR: _error_text(trial)})
         self.tracker.end(state["run_id"], "FAILED")
         self._closed.add(trial.trial_id)
         print(f"{PREFIX} trial {trial.trial_id} FAILED: {_error_text(trial, last_line=True)}", flush=True)

@@ -64,15 +64,18 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
+from analysis.store import TAG_PARENT, TAG_POINT_NAME, TAG_SHARED_VIEW_PREFIX
+from trainers.results import KNN_ACC, LABEL_MI_NATS, LINEAR_ACC, MI_NATS, VAL_KNN_ACC, VAL_LINEAR_ACC
+
 STATE_VERSION = "mlflow-3.17"
 VERIFIED_VERSIONS = ((3, 17),)  # MLflow major.minor the format was checked against (3.17.2)
 
-TAG_PREFIX = "mlflow.sharedViewState."
+TAG_PREFIX = TAG_SHARED_VIEW_PREFIX
 URL_KEY = "viewStateShareKey"
 COMPRESSED_PREFIX = "deflate;"
 MAX_TAG_CHARS = 20_000
 VIEW_NAME = "viewsearch: best trials"
-PARENT_TAG = "mlflow.parentRunId"
+PARENT_TAG = TAG_PARENT
 
 _SECTION_ID = "viewsearch-section"
 _SCATTER_ID = "viewsearch-scatter"
@@ -94,7 +97,7 @@ def view_state(
     search_filter: str = "",
     group_by_tag: str | None = PARENT_TAG,
     aggregate: str | None = None,
-    scatter: tuple[str, str] | None = ("mi_nats", "linear_acc"),
+    scatter: tuple[str, str] | None = (MI_NATS, LINEAR_ACC),
     extra_columns: Sequence[str] = (),
     show_all_runs: bool = True,
 ) -> dict[str, Any]:
@@ -276,14 +279,13 @@ def search_link(spec: Any, store: Any, experiment_id: str) -> str:
     MLflow saved view where this MLflow supports it, else a plain sorted link."""
     from mlflow.tracking import MlflowClient
 
-    from analysis.store import TAG_POINT_NAME
     from search.replicates import SEED_KEY
 
     select, fit = spec.analysis.select_metric(), spec.analysis.fit_metric()
     searched = list(spec.domains) + ([SEED_KEY] if spec.search.repeats > 1 else [])
-    metrics = list(dict.fromkeys([select, fit, "val_linear_acc", "linear_acc", "val_knn_acc", "knn_acc", "mi_nats",
-                                  "label_mi_nats"]))
+    metrics = list(dict.fromkeys([select, fit, VAL_LINEAR_ACC, LINEAR_ACC, VAL_KNN_ACC, KNN_ACC, MI_NATS,
+                                  LABEL_MI_NATS]))
     base = store.runs_url(experiment_id).split("/#/")[0]
     key = write_landing_view(MlflowClient(store.uri), experiment_id, searched, metrics, select,
-                             group_by_tag=TAG_POINT_NAME, aggregate="average", scatter=("mi_nats", fit))
+                             group_by_tag=TAG_POINT_NAME, aggregate="average", scatter=(MI_NATS, fit))
     return landing_url(base, experiment_id, key, select)

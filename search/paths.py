@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from analysis.store import lock_file, state_file
+from analysis.store import lock_file, report_dir, state_file
 from search.spec import Spec
 
 
@@ -47,7 +47,7 @@ class Paths:
 
     @property
     def report_dir(self) -> Path:
-        return self.experiment_dir / "report"
+        return report_dir(self.root, self.experiment)
 
     @property
     def mlartifacts(self) -> Path:

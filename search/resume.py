@@ -34,7 +34,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from analysis.store import TAG_TRIAL_ID, sqlite_uri, write_state
+from analysis.state import SearchState
+from analysis.store import TAG_TRIAL_ID, sqlite_uri
 from search.paths import Paths
 from search.spec import Spec
 from search.tracking import Store
@@ -55,22 +56,22 @@ def _sqlite_path(uri: str | None) -> Path | None:
     return Path(uri.removeprefix("sqlite:///")) if uri and uri.startswith("sqlite:///") else None
 
 
-def recorded_default(state: dict) -> bool:
+def recorded_default(state: SearchState) -> bool:
     """Did the earlier search use the default store (SQLite ``mlflow.db`` + ``mlartifacts/`` side by side)?"""
-    if "default_store" in state:
-        return bool(state["default_store"])
-    db = _sqlite_path(state.get("tracking_uri"))  # a search.json written before the flag existed
+    if state.default_store is not None:
+        return state.default_store
+    db = _sqlite_path(state.tracking_uri)  # a search.json written before the flag existed
     return db is not None and db.name == "mlflow.db" and \
-        state.get("artifact_location") == (db.parent / "mlartifacts").as_uri()
+        state.artifact_location == (db.parent / "mlartifacts").as_uri()
 
 
-def settle_store(state: dict, store: Store, paths: Paths, default: bool, write: bool = True) -> str | None:
+def settle_store(state: SearchState, store: Store, paths: Paths, default: bool, write: bool = True) -> str | None:
     """Make the resumed search write to ``store``; returns a note when the store moved with runs/.
 
     ``default``: this command resolved the default store under ``runs/`` (no tracking.uri, no
     MLFLOW_TRACKING_URI). ``write=False`` only decides (ResumeRefused, or the note) and changes nothing.
     """
-    recorded = state.get("tracking_uri")
+    recorded = state.tracking_uri
     if recorded in (None, store.uri):
         return None
     if not (default and recorded_default(state)):
@@ -80,10 +81,9 @@ def settle_store(state: dict, store: Store, paths: Paths, default: bool, write: 
             f"search began: use that store again, or {FRESH}"
         )
     if write:
-        old_artifacts = state.get("artifact_location") or (_sqlite_path(recorded).parent / "mlartifacts").as_uri()
+        old_artifacts = state.artifact_location or (_sqlite_path(recorded).parent / "mlartifacts").as_uri()
         relocate_sqlite(_sqlite_path(store.uri), old_artifacts, store.artifact_location)
-        write_state(paths.state_file, {**state, "tracking_uri": store.uri, "artifact_location": store.artifact_location,
-                                       "default_store": True})
+        state.with_store(store.uri, store.artifact_location, default_store=True).save(paths.state_file)
     return f"runs/ moved from {_sqlite_path(recorded).parent} to {paths.root}: resuming with the store in its new place"
 
 
@@ -106,17 +106,17 @@ def relocate_sqlite(db: Path, old_artifacts: str, new_artifacts: str) -> int:
 # --------------------------------------------------------------------------- 2. the store still holds it
 
 
-def check_not_lost(state: dict, store: Store, paths: Paths) -> None:
+def check_not_lost(state: SearchState, store: Store, paths: Paths) -> None:
     """A resume must find its parent run and every trial it recorded as finished in the store."""
     from search.tracking import Tracker
 
     tracker = Tracker(store)
     lost = None
-    if not tracker.run_exists(state["parent_run_id"]):
-        lost = f"its parent run {state['parent_run_id']}"
+    if not tracker.run_exists(state.parent_run_id):
+        lost = f"its parent run {state.parent_run_id}"
     else:
-        finished = set(state.get("finished_trials", []))
-        have = {r.data.tags.get(TAG_TRIAL_ID) for r in tracker.children(state["experiment_id"], state["parent_run_id"])}
+        finished = set(state.finished_trials)
+        have = {r.data.tags.get(TAG_TRIAL_ID) for r in tracker.children(state.experiment_id, state.parent_run_id)}
         if finished - have:
             lost = f"{len(finished - have)} of its {len(finished)} finished trials"
     if lost:
@@ -198,7 +198,7 @@ def point_problem(config: dict, spec: Spec) -> str | None:
     return None
 
 
-def check_tune_state(spec: Spec, state: dict, paths: Paths, total: int, logged: set[str]) -> None:
+def check_tune_state(spec: Spec, state: SearchState, paths: Paths, total: int, logged: set[str]) -> None:
     """Tune's restore must bring back this search: ``total`` its trial count, ``logged`` the trial ids
     whose MLflow runs hold results."""
     from search.storage import tune_storage
@@ -216,7 +216,7 @@ def check_tune_state(spec: Spec, state: dict, paths: Paths, total: int, logged: 
             raise _damaged(path, f"its trial {trial['trial_id']} is not a point of this search ({problem})")
     if len(trials) > total:
         raise _damaged(path, f"it holds {len(trials)} trials, but this search runs {total}")
-    finished = set(state.get("finished_trials", []))
+    finished = set(state.finished_trials)
     if finished - ids:  # (a driver killed just after a trial ended may leave it RUNNING there: it resumes)
         missing = sorted(finished - ids)
         raise _damaged(path, f"{len(missing)} trial(s) that {paths.state_file.name} records as finished are "
@@ -227,15 +227,15 @@ def check_tune_state(spec: Spec, state: dict, paths: Paths, total: int, logged: 
                              f"({', '.join(orphans[:4])})")
 
 
-def logged_trials(store: Store, state: dict) -> set[str]:
+def logged_trials(store: Store, state: SearchState) -> set[str]:
     """Trial ids of this search whose MLflow runs hold at least one metric."""
     from search.tracking import Tracker
 
-    runs = Tracker(store).children(state["experiment_id"], state["parent_run_id"])
+    runs = Tracker(store).children(state.experiment_id, state.parent_run_id)
     return {r.data.tags.get(TAG_TRIAL_ID) for r in runs if r.data.metrics}
 
 
-def verify(spec: Spec, state: dict, paths: Paths, store: Store, default_store: bool) -> str | None:
+def verify(spec: Spec, state: SearchState, paths: Paths, store: Store, default_store: bool) -> str | None:
     """Steps 1-3 of the module docstring, every check before the one write (a moved store is
     relocated last); returns a note for the console (a moved store), or None."""
     from search.space import total_trials

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.store import read_state, write_state
+from analysis.state import SearchState
+from analysis.store import TAG_RAY_ADDRESS, TAG_RAY_STARTED_LOCAL
 from search import cluster, landing, preflight, resume, storage
 from search.failure import failed, trial_failures
 from search.interrupt import Interrupt
@@ -40,7 +41,7 @@ EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 @dataclass(frozen=True)
 class Plan:
     mode: str  # "new" | "resume" | "fresh"
-    old_state: dict | None  # search.json of an earlier search of this experiment
+    old_state: SearchState | None  # search.json of an earlier search of this experiment
 
 
 def restorable(where: storage.TuneStorage) -> bool:
@@ -49,14 +50,14 @@ def restorable(where: storage.TuneStorage) -> bool:
 
 def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) -> Plan:
     """New, resume or fresh; a resume is checked against the store (``resume.verify``) first."""
-    state = read_state(paths.root, paths.experiment)
+    state = SearchState.find(paths.root, paths.experiment)
     if state is None and paths.state_file.exists() and not fresh and restorable(storage.tune_storage(spec, paths)):
         raise UsageError(f"{paths.state_file} cannot be read, so the search in {paths.experiment_dir} cannot be "
                          f"checked before it resumes; nothing was started. {resume.FRESH}")
     if fresh:
         return Plan("fresh", state)
     if state and restorable(storage.tune_storage(spec, paths)):
-        if state.get("fingerprint") != spec.fingerprint():
+        if state.fingerprint != spec.fingerprint():
             raise SpecError(
                 "experiment",
                 f"'{spec.experiment}' already holds a search started from a different spec "
@@ -67,7 +68,7 @@ def plan_run(spec: Spec, paths: Paths, fresh: bool, store: Store | None = None) 
             note = resume.verify(spec, state, paths, store, resume.is_default_store(spec, store, paths))
             if note:
                 print(f"note: {note}", flush=True)
-            state = read_state(paths.root, paths.experiment)
+            state = SearchState.find(paths.root, paths.experiment)
         return Plan("resume", state)
     storage.refuse_unknown_search(spec, paths, state)  # storage.uri: never clear a search this runs/ does not know
     return Plan("new", state)
@@ -176,10 +177,10 @@ class SearchSession:
         tags = run_tags(self.info)
         old = self.plan.old_state
         if self.plan.mode == "resume":
-            self.tracker.reopen(old["parent_run_id"], tags)
-            return old["parent_run_id"]
-        if old and old.get("parent_run_id") and old.get("experiment_id"):
-            self.tracker.delete_search(old["experiment_id"], old["parent_run_id"])
+            self.tracker.reopen(old.parent_run_id, tags)
+            return old.parent_run_id
+        if old and old.experiment_id:
+            self.tracker.delete_search(old.experiment_id, old.parent_run_id)
         storage.clear_search(self.spec, self.paths)  # the Ray directory and the MI cache, local or in the bucket
         return self.new_parent(tags)
 
@@ -194,14 +195,13 @@ class SearchSession:
         parent = self.tracker.start_parent(self.experiment_id, search_id, f"search {search_id}", spec.to_yaml(), tags,
                                            params)
         paths.experiment_dir.mkdir(parents=True, exist_ok=True)
-        state = {
-            "search_id": search_id, "parent_run_id": parent, "experiment_id": self.experiment_id,
-            "tracking_uri": self.store.uri, "artifact_location": self.store.artifact_location,
-            "default_store": resume.is_default_store(spec, self.store, paths),
-            "fingerprint": spec.fingerprint(), "spec_file": spec.file, "overrides": list(spec.overrides),
-            "total_trials": total_trials(spec), "finished_trials": [],
-        }
-        write_state(paths.state_file, state)
+        SearchState(
+            parent, search_id=search_id, experiment_id=self.experiment_id,
+            tracking_uri=self.store.uri, artifact_location=self.store.artifact_location,
+            default_store=resume.is_default_store(spec, self.store, paths),
+            fingerprint=spec.fingerprint(), spec_file=spec.file, overrides=tuple(spec.overrides),
+            total_trials=total_trials(spec),
+        ).save(paths.state_file)
         return parent
 
     def fit(self) -> Any:
@@ -322,8 +322,8 @@ def run_tags(info: cluster.RayInfo) -> dict[str, str]:
         "git.commit": _git_commit(),
         "host": socket.gethostname(),
         "device": f"{gpus} GPU(s)" if gpus else "cpu",
-        "ray.address": info.address,
-        "ray.started_local": str(info.started_local).lower(),
+        TAG_RAY_ADDRESS: info.address,
+        TAG_RAY_STARTED_LOCAL: str(info.started_local).lower(),
     }
 
 

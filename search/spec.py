@@ -38,13 +38,14 @@ from trainers.config import (
 )
 from trainers.domains import domain_values, find_domains, is_domain, walk
 from trainers.errors import KeyedError, SpecError
+from trainers.results import KNN_ACC, LINEAR_ACC, TRAIN_LOSS, VAL_KNN_ACC
 from trainers.specfile import apply_overrides, load_yaml, parse_override
 
 # Metrics a trial reports every epoch, with the direction that makes them better. The search
 # metric must be one of them: ASHA and the searchers read it from every intermediate result.
 # Both come from the training and validation images only: the test split never steers a search.
-SEARCH_METRICS = {"val_knn_acc": "max", "train_loss": "min"}
-TEST_METRICS = ("knn_acc", "linear_acc")
+SEARCH_METRICS = {VAL_KNN_ACC: "max", TRAIN_LOSS: "min"}
+TEST_METRICS = (KNN_ACC, LINEAR_ACC)
 
 
 class SearchConfig(_Section):
@@ -70,7 +71,7 @@ class SearchConfig(_Section):
     def _not_test(cls, metric: object) -> object:
         if metric in TEST_METRICS:
             raise ValueError(f"{metric} is scored on the test split, which must never steer a search; "
-                             f"write search.metric: val_{metric}" if metric == "knn_acc" else
+                             f"write search.metric: val_{metric}" if metric == KNN_ACC else
                              f"{metric} is the test split's final probe; write search.metric: val_knn_acc")
         return metric
 

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from trainers.results import DIVERGED, EPOCH, LINEAR_ACC, MI_NATS, VAL_KNN_ACC, VAL_LINEAR_ACC
+
 
 @dataclass(frozen=True)
 class TrialRow:
@@ -29,9 +31,9 @@ class TrialRow:
 def outcome(last: dict, error: bool = False) -> str:
     if error:
         return "error"
-    if last.get("diverged"):
+    if last.get(DIVERGED):
         return "diverged"
-    return "completed" if "linear_acc" in last else "stopped_early"
+    return "completed" if LINEAR_ACC in last else "stopped_early"
 
 
 def rows(results: Any) -> list[TrialRow]:
@@ -43,11 +45,11 @@ def rows(results: Any) -> list[TrialRow]:
             TrialRow(
                 trial_id=str(last.get("trial_id", "?")),
                 params=dict(result.config or {}),
-                epochs=int(last.get("epoch", 0) or 0),
-                val_knn_acc=_num(last.get("val_knn_acc")),
-                val_linear_acc=_num(last.get("val_linear_acc")),
-                linear_acc=_num(last.get("linear_acc")),
-                mi_nats=_num(last.get("mi_nats")),
+                epochs=int(last.get(EPOCH, 0) or 0),
+                val_knn_acc=_num(last.get(VAL_KNN_ACC)),
+                val_linear_acc=_num(last.get(VAL_LINEAR_ACC)),
+                linear_acc=_num(last.get(LINEAR_ACC)),
+                mi_nats=_num(last.get(MI_NATS)),
                 status=outcome(last, result.error is not None),
             )
         )
@@ -72,7 +74,7 @@ def fmt(value: Any) -> str:
 def table(trial_rows: list[TrialRow]) -> str:
     """A fixed-width text table: searched params first, then the accuracies, MI and status."""
     keys = list(dict.fromkeys(k for r in trial_rows for k in r.params))
-    head = ["trial", *keys, "epochs", "val_knn_acc", "val_linear_acc", "linear_acc", "mi_nats", "status"]
+    head = ["trial", *keys, "epochs", VAL_KNN_ACC, VAL_LINEAR_ACC, LINEAR_ACC, MI_NATS, "status"]
     body = [
         [r.trial_id, *(fmt(r.params.get(k, "")) for k in keys), str(r.epochs), fmt(r.val_knn_acc),
          fmt(r.val_linear_acc), fmt(r.linear_acc), fmt(r.mi_nats), r.status]

@@ -22,11 +22,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from analysis.store import TAG_PARENT, TAG_ROLE, TAG_SEARCH_ID, TAG_TRIAL_ID, UI_HOST, UI_PORT, shown, sqlite_uri
+from analysis.store import (
+    TAG_EXPERIMENT_KIND,
+    TAG_ORPHAN,
+    TAG_PARENT,
+    TAG_ROLE,
+    TAG_SEARCH_ID,
+    TAG_TRIAL_ID,
+    TAG_WRITE_PROBE,
+    UI_HOST,
+    UI_PORT,
+    shown,
+    sqlite_uri,
+)
 from search.paths import Paths
 from search.spec import Spec
 
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+EXPERIMENT_KIND = {TAG_EXPERIMENT_KIND: "custom_model_development"}
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,7 @@ class StoreRefusesWrites(StoreUnreachable):
     database): found before Ray starts, not after the first trial's first epoch."""
 
 
-PROBE_TAG = "viewsearch.write_probe"
+PROBE_TAG = TAG_WRITE_PROBE
 
 
 def check_writable(store: Store, experiment: str, timeout: float = 10.0) -> None:
@@ -352,7 +364,7 @@ class Tracker:
             if run.info.status == "RUNNING":
                 self.end(run.info.run_id, "KILLED")
             if run.data.metrics:
-                self.set_tags(run.info.run_id, {"viewsearch.orphan": "true"})
+                self.set_tags(run.info.run_id, {TAG_ORPHAN: "true"})
                 kept += 1
             else:
                 self.client.delete_run(run.info.run_id)

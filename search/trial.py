@@ -34,6 +34,16 @@ import yaml
 
 from trainers.config import TrainConfig
 from trainers.config import trial_config as point_config
+from trainers.results import (
+    FLOOR_METRICS,
+    LABEL_ENTROPY_NATS,
+    LABEL_MI_NATS,
+    MI_CACHED,
+    MI_CAP_NATS,
+    MI_NATS,
+    VAL_KNN_ACC,
+    floor_metric,
+)
 
 CHECKPOINT = "checkpoint.pt"
 EXTRA = "extra.json"
@@ -65,20 +75,20 @@ def measure_views(trainer: Any, cfg: TrainConfig, cache: Path | None = None, wai
 
     def measure() -> dict[str, float]:
         est = view_mi(trainer.pairs, protocol=cfg.mi, device=trainer.device)
-        values = {"mi_nats": float(est.nats), "mi_cap_nats": float(est.cap_nats)}
+        values = {MI_NATS: float(est.nats), MI_CAP_NATS: float(est.cap_nats)}
         if cfg.mi.label_info:
             values.update(measure_task_information(trainer, cfg))
         return values
 
     if cache is None:
-        return {**measure(), "mi_cached": 0.0}
+        return {**measure(), MI_CACHED: 0.0}
     from search.micache import cached_mi, mi_key
 
     got = cached_mi(cache, mi_key(cfg), measure, wait=wait)
     if got is None:
         return {}
     values, hit = got
-    return {**values, "mi_cached": float(hit)}
+    return {**values, MI_CACHED: float(hit)}
 
 
 def measure_task_information(trainer: Any, cfg: TrainConfig) -> dict[str, float]:
@@ -87,7 +97,7 @@ def measure_task_information(trainer: Any, cfg: TrainConfig) -> dict[str, float]
 
     d = trainer.data
     est = task_information(trainer.pairs, d.train_y, d.val_x, d.val_y, d.num_classes, cfg.mi, trainer.device)
-    return {"label_mi_nats": est.nats, "label_entropy_nats": est.entropy_nats}
+    return {LABEL_MI_NATS: est.nats, LABEL_ENTROPY_NATS: est.entropy_nats}
 
 
 def measure_floor(trainer: Any, cfg: TrainConfig, cache: Path | None = None) -> dict[str, float]:
@@ -98,11 +108,9 @@ def measure_floor(trainer: Any, cfg: TrainConfig, cache: Path | None = None) -> 
     (data, architecture, seed, probes) through the MI cache, so the points of a search that share
     a seed share it, and in the trial's ``extra.json``, so a resume does not ask again.
     """
-    from analysis.store import FLOOR_METRICS
-
     def measure() -> dict[str, float]:
         probes = trainer.evaluate(trainer.untrained_encoder())
-        return {f"init_{k}": float(v) for k, v in probes.items() if f"init_{k}" in FLOOR_METRICS}
+        return {floor_metric(k): float(v) for k, v in probes.items() if floor_metric(k) in FLOOR_METRICS}
 
     if cache is None:
         return measure()
@@ -159,7 +167,7 @@ def run_trial(
     data: Any,
     report: Report,
     restore: list[Path] | None = None,
-    metric: str = "val_knn_acc",
+    metric: str = VAL_KNN_ACC,
     trainer_cls: Any = None,
     mi_cache: Path | None = None,
     caption: str = "",
@@ -187,7 +195,7 @@ def run_trial(
             metrics = trainer.train_epoch()
             diverged = bool(metrics.get("diverged"))
             if not diverged and trainer.epoch >= cfg.trainer.epochs:
-                if cfg.mi.enabled and "mi_nats" not in extra:
+                if cfg.mi.enabled and MI_NATS not in extra:
                     extra.update(measure_views(trainer, cfg, mi_cache))  # measured by now: read from the cache
                 metrics.update(trainer.evaluate())
             result = epoch_result(metrics, extra, metric, start)

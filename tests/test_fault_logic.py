@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from analysis.state import SearchState
 from search import failure, resume
 from search.micache import cached_mi
 from search.paths import Paths, paths_for
@@ -85,7 +86,7 @@ def check(tmp_path: Path, trials, finished=(), logged=frozenset(), total=4) -> N
     paths = Paths(tmp_path, "tiny")
     if trials is not None:
         tune_state(paths.ray_experiment, trials)
-    resume.check_tune_state(SPEC, {"finished_trials": list(finished)}, paths, total, set(logged))
+    resume.check_tune_state(SPEC, SearchState("p", finished_trials=tuple(finished)), paths, total, set(logged))
 
 
 def test_tune_state_that_matches_is_accepted(tmp_path):
@@ -134,8 +135,9 @@ def test_a_moved_default_store_is_relocated_and_a_different_store_refused(tmp_pa
     old_art, new_art = (old_root / "mlartifacts").as_uri(), (new_root / "mlartifacts").as_uri()
     mlflow_like_db(new_root / "mlflow.db", old_art)  # the copy's database still names the old folder
     paths = Paths(new_root, "tiny")
-    state = {"tracking_uri": f"sqlite:///{old_root / 'mlflow.db'}", "artifact_location": old_art}
-    paths.state_file.write_text(json.dumps(state))
+    paths.state_file.write_text(json.dumps({"parent_run_id": "p", "tracking_uri": f"sqlite:///{old_root / 'mlflow.db'}",
+                                            "artifact_location": old_art}))  # written before default_store existed
+    state = SearchState.load(paths.state_file)
     store = Store(f"sqlite:///{new_root / 'mlflow.db'}", new_art)
     assert resume.recorded_default(state)
     with pytest.raises(resume.ResumeRefused, match="records the MLflow store"):
@@ -148,8 +150,8 @@ def test_a_moved_default_store_is_relocated_and_a_different_store_refused(tmp_pa
             [(f"{new_art}/r1/artifacts",), (f"{old_art}x/r2/artifacts",)]  # a sibling folder is not ours
     saved = json.loads(paths.state_file.read_text())
     assert saved["tracking_uri"] == store.uri and saved["artifact_location"] == new_art and saved["default_store"]
-    assert resume.settle_store(saved, store, paths, default=True) is None  # settled: nothing more to do
-    elsewhere = {"tracking_uri": "sqlite:////data/other.db", "artifact_location": None}
+    assert resume.settle_store(SearchState.load(paths.state_file), store, paths, default=True) is None  # settled
+    elsewhere = SearchState("p", tracking_uri="sqlite:////data/other.db")
     with pytest.raises(resume.ResumeRefused):
         resume.settle_store(elsewhere, store, paths, default=True)  # not the default store: never moved along
 

@@ -4,6 +4,7 @@ suggestions, ASHA's stops, the best point and the peak point of the verdict)."""
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 from analysis.report import Trial, summarise
+from analysis.summary import select_best
 from tests.conftest import run_search, tiny_train_config
 from trainers.data import load_data
 from trainers.train import Trainer
@@ -52,6 +54,54 @@ def test_best_point_and_peak_point_are_chosen_on_validation():
             [("1", 0.70, 0.70, 1.0), ("1", 0.70, 0.71, 1.0), ("2", 0.75, 0.95, 2.0), ("2", 0.75, 0.94, 2.0),
              ("3", 0.85, 0.80, 3.0), ("3", 0.86, 0.80, 3.0), ("4", 0.70, 0.70, 4.0), ("4", 0.71, 0.70, 4.0)]]
     assert summarise(four)["peak_point"] == "s=3"
+
+
+def reference_best(trials: list[Trial]) -> str | None:
+    """The slow, obvious rule: only finished, undiverged trials with finite validation and test
+    probes count; a point's score is the plain mean of its validation accuracies; the best has no
+    point above it, and among equals the smallest (name, id)."""
+    def counts(t: Trial) -> bool:
+        v, f = t.metrics.get("val_linear_acc"), t.metrics.get("linear_acc")
+        ok = [isinstance(x, float) and math.isfinite(x) for x in (v, f)]
+        return t.status == "FINISHED" and t.metrics.get("diverged", 0.0) < 0.5 and all(ok)
+
+    score: dict[str, list[float]] = {}
+    for t in trials:
+        if counts(t):
+            score.setdefault(t.point, []).append(t.metrics["val_linear_acc"])
+    name = {t.point: t.point_name for t in trials}
+    best = None
+    for p, vals in score.items():
+        m = sum(vals) / len(vals)
+        if best is None:
+            best = p
+            continue
+        b = sum(score[best]) / len(score[best])
+        if m > b or (m == b and (name[p], p) < (name[best], best)):
+            best = p
+    return best
+
+
+def test_select_best_matches_the_slow_rule_on_ties_nan_and_failed_trials():
+    rng = np.random.default_rng(0)
+    statuses = ["FINISHED"] * 6 + ["FAILED", "KILLED", "RUNNING"]
+    for case in range(300):
+        trials = []
+        for i in range(int(rng.integers(0, 10))):
+            p = str(int(rng.integers(0, 4)))
+            val = float(rng.choice([0.5, 0.6, 0.7, float("nan"), float(rng.random())]))
+            test = float(rng.choice([0.9, float("nan"), float(rng.random())])) if rng.random() < 0.3 else 1 - val
+            metrics = {"val_linear_acc": val, "linear_acc": test, "diverged": float(rng.random() < 0.1)}
+            trials.append(Trial(f"r{case}-{i}", f"t{i}", str(rng.choice(statuses)), {}, metrics, point=p,
+                                point_name=f"s={p}"))
+        want = reference_best(trials)
+        assert select_best(trials) == want, case
+        best = summarise(trials)["best_point"]
+        assert (best["point"] if best else None) == want, case
+        # the test split never selects: any finite test values leave the choice as it is
+        moved = [replace(t, metrics={**t.metrics, "linear_acc": 1.0 - t.metrics["linear_acc"]})
+                 if np.isfinite(t.metrics["linear_acc"]) else t for t in trials]
+        assert select_best(moved) == want, case
 
 
 # ----------------------------------------------------------------------------- a whole search

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from ray.tune import Checkpoint
 
+from analysis.state import SearchState
 from analysis.store import EPOCH_METRICS, FINAL_METRICS, FLOOR_METRICS, shown
 from search.callback import MlflowTrials
 from search.paths import paths_for
@@ -293,7 +294,7 @@ def test_fresh_search_replaces_the_old_one(store, tmp_path, monkeypatch):
     cb.on_trial_start(0, [], fake_trial("old1"))
     paths.ray_experiment.mkdir(parents=True)
     monkeypatch.setattr(session, "run_tags", lambda info: {"host": "h"})
-    plan = session.Plan("fresh", {"parent_run_id": old_parent, "experiment_id": exp})
+    plan = session.Plan("fresh", SearchState(old_parent, experiment_id=exp))
     search = session.SearchSession(spec, paths, store.store, plan)
     search.experiment_id = exp
     parent = search.open_parent()

@@ -31,6 +31,22 @@ from trainers.methods import build_method
 from trainers.models import build_encoder
 from trainers.objectives import make_schedule
 from trainers.pairs import build_pairs
+from trainers.results import (
+    DIVERGED,
+    EPOCH,
+    EPOCHS,
+    IMGS_PER_S,
+    RING_LOWER,
+    RING_UPPER,
+    SECONDS,
+    TRAIN_LOSS,
+    VAL_KNN_ACC,
+    EpochResult,
+    Evaluation,
+    FitResult,
+    factor_probe,
+    probe_metric,
+)
 from trainers.specfile import load_train_config
 
 
@@ -134,7 +150,7 @@ class Trainer:
         self.global_step += 1
         return result.loss.detach()
 
-    def train_epoch(self, progress: Callable[[int, float], None] | None = None) -> dict[str, float]:
+    def train_epoch(self, progress: Callable[[int, float], None] | None = None) -> EpochResult:
         """One pass over the training set; metrics of the epoch (``diverged`` 1.0 on NaN/inf loss)."""
         self.method.train()
         bs = self.cfg.trainer.batch_size
@@ -149,16 +165,16 @@ class Trainer:
         seconds = time.perf_counter() - start
         self.epoch += 1
         lower, upper = self.schedule.bounds(self.global_step - 1)
-        metrics = {
-            "epoch": float(self.epoch),
-            "train_loss": train_loss,
-            "imgs_per_s": self.steps_per_epoch * bs / seconds,
-            "ring_lower": lower,
-            "ring_upper": upper,
-            "diverged": 0.0 if math.isfinite(train_loss) else 1.0,
+        metrics: EpochResult = {
+            EPOCH: float(self.epoch),
+            TRAIN_LOSS: train_loss,
+            IMGS_PER_S: self.steps_per_epoch * bs / seconds,
+            RING_LOWER: lower,
+            RING_UPPER: upper,
+            DIVERGED: 0.0 if math.isfinite(train_loss) else 1.0,
         }
-        if self.cfg.evaluation.knn_every_epoch and metrics["diverged"] == 0.0:
-            metrics["val_knn_acc"] = self.monitor_knn()
+        if self.cfg.evaluation.knn_every_epoch and metrics[DIVERGED] == 0.0:
+            metrics[VAL_KNN_ACC] = self.monitor_knn()
         self.history.append(metrics)
         return metrics
 
@@ -183,7 +199,7 @@ class Trainer:
         return knn_accuracy(self.features(d.train_x[tr]), d.train_y[tr], self.features(d.val_x[va]), d.val_y[va],
                             d.num_classes, ev.knn_k, ev.knn_t)
 
-    def evaluate(self, encoder: torch.nn.Module | None = None) -> dict[str, float]:
+    def evaluate(self, encoder: torch.nn.Module | None = None) -> Evaluation:
         """Final kNN and linear probe, scored on the whole validation and the whole test split.
 
         Both read features of the training images as the bank / the probe's training set: the
@@ -194,14 +210,16 @@ class Trainer:
         ev, d = self.cfg.evaluation, self.data
         train_f, val_f, test_f = (self.features(x, encoder) for x in (d.train_x, d.val_x, d.test_x))
         out: dict[str, float] = {}
-        for split, f, y in (("val_", val_f, d.val_y), ("", test_f, d.test_y)):
-            out[f"{split}knn_acc"] = knn_accuracy(train_f, d.train_y, f, y, d.num_classes, ev.knn_k, ev.knn_t)
-        probes = {"": (d.train_y, d.val_y, d.test_y), **{f"_{k}": v for k, v in (d.factors or {}).items()}}
-        for suffix, (train_y, val_y, test_y) in probes.items():  # the class probe, and one per known factor
+        for split, f, y in (("val", val_f, d.val_y), ("test", test_f, d.test_y)):
+            out[probe_metric("knn", split)] = knn_accuracy(train_f, d.train_y, f, y, d.num_classes, ev.knn_k, ev.knn_t)
+        probes = {None: (d.train_y, d.val_y, d.test_y), **(d.factors or {})}
+        for factor, (train_y, val_y, test_y) in probes.items():  # the class probe, and one per known factor
             acc = linear_probe(train_f, train_y, {"val": (val_f, val_y), "test": (test_f, test_y)},
                                epochs=ev.linear_epochs, lr=ev.linear_lr, seed=ev.probe_seed)
-            out[f"val_linear_acc{suffix}"], out[f"linear_acc{suffix}"] = acc["val"], acc["test"]
-        return out
+            for split in ("val", "test"):
+                name = probe_metric("linear", split) if factor is None else factor_probe(factor, split)
+                out[name] = acc[split]
+        return out  # type: ignore[return-value]  -- per-factor keys are beyond a TypedDict
 
     # ------------------------------------------------------------------ state
 
@@ -234,7 +252,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ driving
 
-    def fit(self, on_epoch: Callable[[dict], bool | None] | None = None, progress: bool = False) -> dict:
+    def fit(self, on_epoch: Callable[[dict], bool | None] | None = None, progress: bool = False) -> FitResult:
         """Train the remaining epochs, then evaluate. ``on_epoch`` returning True stops early."""
         start = time.perf_counter()
         last: dict = {}
@@ -244,12 +262,12 @@ class Trainer:
                 self._close_bar(last)
             if on_epoch is not None and on_epoch(last):
                 break
-            if last["diverged"]:
+            if last[DIVERGED]:
                 break
-        result = {k: last.get(k, float("nan")) for k in ("train_loss", "imgs_per_s", "diverged")}
-        if not result["diverged"]:
+        result: FitResult = {k: last.get(k, float("nan")) for k in (TRAIN_LOSS, IMGS_PER_S, DIVERGED)}  # type: ignore[misc]
+        if not result[DIVERGED]:
             result.update(self.evaluate())
-        result.update(epochs=self.epoch, seconds=time.perf_counter() - start)
+        result.update({EPOCHS: self.epoch, SECONDS: time.perf_counter() - start})
         return result
 
     def _progress_bar(self) -> Callable[[int, float], None]:
@@ -265,8 +283,8 @@ class Trainer:
         return update
 
     def _close_bar(self, metrics: dict) -> None:
-        knn = f" val knn {metrics['val_knn_acc']:.3f}" if "val_knn_acc" in metrics else ""
-        self._bar.set_postfix_str(f"loss {metrics['train_loss']:.3f}{knn} {metrics['imgs_per_s']:,.0f} img/s")
+        knn = f" val knn {metrics[VAL_KNN_ACC]:.3f}" if VAL_KNN_ACC in metrics else ""
+        self._bar.set_postfix_str(f"loss {metrics[TRAIN_LOSS]:.3f}{knn} {metrics[IMGS_PER_S]:,.0f} img/s")
         self._bar.close()
 
 
@@ -286,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
           f"on {trainer.device}", file=sys.stderr)
     result = trainer.fit(progress=not args.quiet)
     print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in result.items()}))
-    return 0 if not result["diverged"] else 1
+    return 0 if not result[DIVERGED] else 1
 
 
 if __name__ == "__main__":

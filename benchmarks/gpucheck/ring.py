@@ -25,10 +25,11 @@ import yaml
 from benchmarks.gpucheck.common import Clock, Sizes, dataset_section
 from benchmarks.gpucheck.stats import paired_difference
 from trainers.config import DatasetConfig
+from trainers.results import KNN_ACC, LINEAR_ACC, VAL_KNN_ACC, VAL_LINEAR_ACC
 
 REPO = Path(__file__).resolve().parents[2]
 ARMS = {"uniform": (0.0, 1.0), "ring": (0.01, 0.10)}
-METRICS = ("linear_acc", "val_linear_acc", "knn_acc", "val_knn_acc")
+METRICS = (LINEAR_ACC, VAL_LINEAR_ACC, KNN_ACC, VAL_KNN_ACC)
 FMNIST_TRAIN = 60_000
 
 
