@@ -63,7 +63,7 @@ from analysis.store import (
     valid_experiment,
 )
 from analysis.summary import points, ring_comparison, summarise
-from analysis.trials import ReportError, Trial, check_reachable, finite, load_trials
+from analysis.trials import ReportError, Trial, check_store_reachable, finite, load_trials
 from trainers.results import MI_NATS
 
 __all__ = ["ReportError", "Trial", "build_report", "main", "points", "summarise"]
@@ -157,7 +157,7 @@ def build_report(experiment: str, tracking_uri: str | None = None, runs_dir: Pat
             raise ReportError(f"--experiment: no search of {experiment!r} under {runs_dir} (no search.json there); "
                               "pass --runs-dir, or --parent-run with the search's MLflow parent run id")
         parent_id = state.parent_run_id
-    check_reachable(uri)
+    check_store_reachable(uri)
     trials, settings = load_trials(experiment, uri, parent_id, settings)
     summary = {"parent_run_id": parent_id, **summarise(trials, settings)}
     summary["ring_vs_uniform"] = ring_comparison(trials, settings)

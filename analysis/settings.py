@@ -18,9 +18,10 @@ from typing import Literal
 
 from pydantic import Field, ValidationError
 
-from trainers.config import _Section, error_key
+from trainers.config import _Section
 from trainers.errors import SpecError
 from trainers.results import probe_metric
+from trainers.validation import error_key
 
 PARAM_PREFIX = "analysis."
 

@@ -62,7 +62,7 @@ def mean(values: list[Any]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
-def check_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
+def check_store_reachable(tracking_uri: str, timeout: float = 5.0) -> None:
     """Fail in seconds on a missing SQLite file or a tracking server that does not answer."""
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
         raise ReportError(f"--tracking-uri: no tracking store at {tracking_uri} (has a search run here yet?)")

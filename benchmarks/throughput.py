@@ -31,11 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.gpucheck.common import median_time, sync
 from benchmarks.stock_views import stock_kornia_pipeline
-from trainers.config import TrainConfig, validate_train
+from trainers.config import TrainConfig
 from trainers.data import DataBundle
 from trainers.objectives import ring_sample
 from trainers.pairs import build_pairs
 from trainers.train import Trainer
+from trainers.validation import validate_train
 
 # The stock pipeline's settings: RandomResizedCrop, flip, ColorJitter p=0.8, grayscale p=0.2, blur p=0.5.
 STOCK_VIEWS = {"strength": 1.0, "solarize_p": 0.0, "rotation_degrees": 0.0}

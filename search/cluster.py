@@ -159,7 +159,7 @@ class Unreachable(Exception):
     """Nothing answers at the cluster address: fail in seconds, not after Ray's minutes of retries."""
 
 
-def check_reachable(address: str, timeout: float = 5.0) -> None:
+def check_cluster_reachable(address: str, timeout: float = 5.0) -> None:
     """A TCP connect to the GCS (``HOST:PORT``, ``ray://HOST:PORT``); ``auto`` is left to Ray."""
     import socket
 

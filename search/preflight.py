@@ -21,7 +21,7 @@ import os
 from typing import Any
 
 from search import storage
-from search.cluster import Unreachable, check_reachable, prepare_auth
+from search.cluster import Unreachable, check_cluster_reachable, prepare_auth
 from search.lock import ExperimentBusy
 from search.paths import Paths
 from search.resume import ResumeRefused
@@ -48,7 +48,7 @@ def check(spec: Spec, paths: Paths, address: str | None) -> tuple[Store, Any]:
     storage.check_storage(spec)  # storage.uri: the bucket answers, with these credentials
     data = load_checked_data(spec)
     if address:
-        check_reachable(address)
+        check_cluster_reachable(address)
     check_writable(store, spec.experiment)  # after the checks that need no server: it may create the experiment
     prepare_auth(address)  # before anything imports Ray
     return store, data
@@ -105,8 +105,8 @@ def check_view_values(spec: Spec, data) -> None:
     other knobs at their defaults); SpecError naming the key and the value that fails."""
     import torch
 
-    from trainers.config import trial_config
     from trainers.pairs import build_pairs
+    from trainers.validation import point_config
 
     index = torch.arange(min(int(data.train_x.shape[0]), PROBE_IMAGES))
     for key, dom in spec.domains.items():
@@ -116,7 +116,7 @@ def check_view_values(spec: Spec, data) -> None:
         what = "bound" if kind in ("uniform", "loguniform", "int") else "value"
         for value in domain_values(dom):
             try:
-                build_pairs(trial_config(spec.train_raw, {key: value}), data)(index, True)
+                build_pairs(point_config(spec.train_raw, {key: value}), data)(index, True)
             except SpecError as err:
                 where = err.key if err.key.startswith(key) else key if key.startswith(err.key) else f"{key} ({err.key})"
                 raise SpecError(where, f"the {kind} {what} {value!r} fails: {err.reason}", file=spec.file) from None

@@ -4,7 +4,7 @@ The param space holds only the searched knobs, keyed by their dotted names
 (``{"views.strength": tune.uniform(0, 1)}``): a trial's ``config`` is then exactly "the point
 this trial is" (plus ``trainer.seed`` for replicates, ``search/replicates.py``), which is what the
 end-of-search table, the run names and the searcher's own state need. The constants travel
-separately (``tune.with_parameters``) and ``trainers.config.trial_config`` merges the two and
+separately (``tune.with_parameters``) and ``trainers.validation.point_config`` merges the two and
 validates the result.
 """
 

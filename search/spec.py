@@ -1,7 +1,7 @@
 """The whole search spec: the training sections of ``trainers/config.py`` plus what a search adds.
 
 A spec file is one experiment. Its training sections (dataset, model, method, views, negatives,
-trainer, evaluation, mi) are validated by ``trainers.config.validate_train`` -- the only place
+trainer, evaluation, mi) are validated by ``trainers.validation.validate_train`` -- the only place
 that knows the knobs' ranges -- and this module adds the sections only a search has:
 ``experiment``, ``search``, ``resources``, ``tracking``, ``output`` and ``analysis`` (the InfoMin
 analysis's probe and decision thresholds, ``analysis/settings.py``), plus the cross-checks
@@ -27,19 +27,12 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from analysis.settings import AnalysisConfig
 from analysis.store import EXPERIMENT_NAME_RULE, valid_experiment
 from search.storage import StorageConfig
-from trainers.config import (
-    TRAIN_SECTIONS,
-    TrainConfig,
-    _Section,
-    error_key,
-    point_raw,
-    training_sections,
-    validate_train,
-)
+from trainers.config import TRAIN_SECTIONS, TrainConfig, _Section, training_sections
 from trainers.domains import domain_values, find_domains, is_domain, walk
 from trainers.errors import KeyedError, SpecError
 from trainers.results import KNN_ACC, LINEAR_ACC, TRAIN_LOSS, VAL_KNN_ACC
 from trainers.specfile import apply_overrides, load_yaml, parse_override
+from trainers.validation import error_key, point_raw, validate_train
 
 # Metrics a trial reports every epoch, with the direction that makes them better. The search
 # metric must be one of them: ASHA and the searchers read it from every intermediate result.

@@ -33,7 +33,6 @@ from typing import Any
 import yaml
 
 from trainers.config import TrainConfig
-from trainers.config import trial_config as point_config
 from trainers.results import (
     FLOOR_METRICS,
     LABEL_ENTROPY_NATS,
@@ -44,6 +43,7 @@ from trainers.results import (
     VAL_KNN_ACC,
     floor_metric,
 )
+from trainers.validation import point_config
 
 CHECKPOINT = "checkpoint.pt"
 EXTRA = "extra.json"

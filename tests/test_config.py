@@ -2,10 +2,11 @@
 
 import pytest
 
-from trainers.config import TrainConfig, validate_train
+from trainers.config import TrainConfig
 from trainers.domains import domain_default, flatten, resolve
 from trainers.errors import SpecError
 from trainers.specfile import apply_overrides
+from trainers.validation import validate_train
 
 
 def error_of(raw):
@@ -176,12 +177,12 @@ def test_a_trial_logs_only_the_knobs_of_its_method():
 
 
 def test_a_searched_method_name_keeps_each_methods_knobs_for_its_own_points():
-    from trainers.config import trial_config
+    from trainers.validation import point_config
 
     raw = {"method": {"name": {"grid": ["simclr", "moco", "ir"]}, "temperature": 0.3, "queue_size": 1024,
                       "num_negatives": 64}}
     assert validate_train(raw).method.name == "simclr"
-    flat = {name: flatten(trial_config(raw, {"method.name": name})) for name in ("simclr", "moco", "ir")}
+    flat = {name: flatten(point_config(raw, {"method.name": name})) for name in ("simclr", "moco", "ir")}
     assert "method.queue_size" not in flat["simclr"] and "method.num_negatives" not in flat["simclr"]
     assert flat["moco"]["method.queue_size"] == 1024 and "method.num_negatives" not in flat["moco"]
     assert flat["ir"]["method.num_negatives"] == 64 and flat["ir"]["method.temperature"] == 0.3

@@ -25,7 +25,7 @@ from search.spec import validate_spec
 from search.summary import TrialRow, table, verdict_block
 from search.trial import CHECKPOINT, CONFIG, EXTRA, VIEWS, run_trial
 from tests.conftest import TINY_SPEC, cli_env, free_port, kill_group, mlflow_runs, run_search, search_cmd
-from trainers.config import trial_config
+from trainers.validation import point_config
 
 GOOD = yaml.safe_load(TINY_SPEC)
 
@@ -170,7 +170,7 @@ def fake_trial(monkeypatch):
 
     def run(losses=(1.0, 0.9, 0.8), epochs=3, restore=None):
         reports, keep = [], []
-        cfg = trial_config(spec_of(trainer={"epochs": epochs, "batch_size": 32}).train_raw, {})
+        cfg = point_config(spec_of(trainer={"epochs": epochs, "batch_size": 32}).train_raw, {})
 
         def report(result, folder):
             reports.append(result)

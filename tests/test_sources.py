@@ -17,11 +17,12 @@ import torch
 from analysis.mi import view_mi
 from analysis.viewgrid import draw_pairs, save_view_grid
 from tests.conftest import tiny_train_config
-from trainers.config import MIConfig, TrainConfig, trial_config
+from trainers.config import MIConfig, TrainConfig
 from trainers.data import load_data
 from trainers.methods.knobs import IRKnobs
 from trainers.pairs import build_pairs
 from trainers.train import Trainer
+from trainers.validation import point_config
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
 PROTOCOL = MIConfig(steps=100, batch_size=128, pairs=2048, seed=0)
@@ -97,12 +98,12 @@ def test_a_kornia_stage_changes_the_views_and_its_argument_can_be_searched():
     assert not torch.equal(b1, a1) and not torch.equal(b1, b2)
 
     raw = {**base, "views": {"stages": [{"RandomSharpness": {"p": 1.0, "sharpness": {"uniform": [0.1, 0.9]}}}]}}
-    from trainers.config import validate_train
     from trainers.domains import find_domains
+    from trainers.validation import validate_train
 
     validate_train(raw)
     assert list(find_domains(raw)) == ["views.stages.0.RandomSharpness.sharpness"]
-    picked = [trial_config(raw, {"views.stages.0.RandomSharpness.sharpness": v}) for v in (0.2, 0.8)]
+    picked = [point_config(raw, {"views.stages.0.RandomSharpness.sharpness": v}) for v in (0.2, 0.8)]
     assert [c.views.stages[0]["RandomSharpness"]["sharpness"] for c in picked] == [0.2, 0.8]
 
 

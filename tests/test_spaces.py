@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from search.spec import load_spec
-from trainers.config import trial_config
 from trainers.train import Trainer
+from trainers.validation import point_config
 
 SPACES = sorted((Path(__file__).resolve().parents[1] / "spaces").glob("*.yaml"))
 
@@ -30,7 +30,7 @@ def test_gpu_spec_dry_run_on_synthetic_data(name):
     methods = ("ir", "moco", "simclr") if "method.name" in spec.domains else ("simclr",)
     for method in methods:
         values = {"method.name": method} if "method.name" in spec.domains else {}
-        cfg = trial_config(spec.train_raw, values)
+        cfg = point_config(spec.train_raw, values)
         assert cfg.method.name == method
         trainer = Trainer(cfg)
         metrics = trainer.train_epoch()

@@ -11,7 +11,7 @@ import yaml
 
 from search.spec import Spec, SpecError, load_spec, validate_spec
 from tests.conftest import REPO, TINY_SPEC, cli_env, run_search
-from trainers.config import trial_config
+from trainers.validation import point_config
 
 GOOD = yaml.safe_load(TINY_SPEC)
 
@@ -51,7 +51,7 @@ def test_defaults_and_mode_follow_the_metric():
 
 def test_trial_config_merges_sampled_values(tiny_spec):
     spec = load_spec(tiny_spec)
-    cfg = trial_config(spec.train_raw, {"views.strength": 0.3, "negatives.lower": 0.05, "negatives.upper": 0.5})
+    cfg = point_config(spec.train_raw, {"views.strength": 0.3, "negatives.lower": 0.05, "negatives.upper": 0.5})
     assert (cfg.views.strength, cfg.negatives.lower, cfg.negatives.upper) == (0.3, 0.05, 0.5)
     assert cfg.trainer.batch_size == 32
 

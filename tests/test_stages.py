@@ -328,9 +328,9 @@ def test_spec_time_check_remembers_entries_and_builds_nothing(monkeypatch):
 
 
 def test_a_trial_builds_each_stage_once(monkeypatch):
-    from trainers.config import validate_train
     from trainers.pairs import build_augmentation
     from trainers.stages import arguments
+    from trainers.validation import validate_train
 
     built = []
     real = arguments.construct

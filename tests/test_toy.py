@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.config import DatasetConfig, TrainConfig, trial_config
+from trainers.config import DatasetConfig, TrainConfig
 from trainers.data import DatasetMissing
 from trainers.data import files as data_mod
 from trainers.data.toy import (
@@ -30,6 +30,7 @@ from trainers.data.toy import (
 )
 from trainers.pairs.base import PairSource
 from trainers.pairs.toy import ToyRerender
+from trainers.validation import point_config
 from trainers.views import ViewPipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -267,7 +268,7 @@ def test_spec_grid_of_shared_subsets_loads():
     assert spec.train.dataset.name == "infomin_toy" and spec.search.algorithm == "grid"
     assert {tuple(g) for g in grid} >= {("class",), ("background",), ("position",)}
     for subset in grid:
-        assert trial_config(spec.train_raw, {"views.pairs.shared": subset}).views.pairs.shared == subset
+        assert point_config(spec.train_raw, {"views.pairs.shared": subset}).views.pairs.shared == subset
 
 
 def test_the_toy_familys_factors_are_the_datasets():

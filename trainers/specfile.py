@@ -19,9 +19,10 @@ from typing import Annotated, Any, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel
 
-from trainers.config import RENAMED, TrainConfig, training_sections, validate_train
+from trainers.config import RENAMED, TrainConfig, training_sections
 from trainers.domains import set_path
 from trainers.errors import SpecError
+from trainers.validation import validate_train
 
 MAX_FILE_BYTES = 1_000_000
 MAX_NODES = 20_000  # scalars, mappings and lists of the expanded document

@@ -14,9 +14,9 @@ import time
 import torch
 
 from benchmarks.gpucheck.common import Sizes, sync
-from trainers.config import validate_train
 from trainers.data import DataBundle
 from trainers.train import Trainer
+from trainers.validation import validate_train
 
 
 def measure(data: DataBundle, sizes: Sizes, device: torch.device) -> dict:

@@ -31,9 +31,10 @@ from benchmarks.gpucheck.common import (
     read_bundle,
     sync,
 )
-from trainers.config import TrainConfig, validate_train
+from trainers.config import TrainConfig
 from trainers.data import DataBundle
 from trainers.train import Trainer
+from trainers.validation import validate_train
 
 # name -> (data: "gray" Fashion-MNIST, "rgb" 3-channel, "toy" the rendered testbed; its views section)
 SOURCES: dict[str, tuple[str, dict]] = {
