@@ -45,6 +45,8 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ray.tune import Checkpoint
+
 from analysis.state import SearchState
 from analysis.store import sqlite_uri
 from search.spec import load_spec
@@ -117,6 +119,17 @@ def new_search(store: Store, folder: Path, spec) -> Path:
     return state
 
 
+def fake_point(spec, seq: int) -> dict:
+    """A point of the spec's search, as Tune would hand it out (its replicate seed included)."""
+    from search.replicates import SEED_KEY, replicate_seeds
+    from trainers.domains import domain_values
+
+    point = {key: (values := domain_values(dom))[seq % len(values)] for key, dom in spec.domains.items()}
+    if spec.search.repeats > 1:
+        point[SEED_KEY] = replicate_seeds(spec.train.trainer.seed, spec.search.repeats)[seq % spec.search.repeats]
+    return point
+
+
 def drive(store: Store, spec, folder: Path, trials: int, every: float, epochs: int, seconds: float,
           checkpoint_mb: float) -> dict:
     """Feed the callback for ``seconds``; return the rate, the lags and the backlog."""
@@ -145,7 +158,7 @@ def drive(store: Store, spec, folder: Path, trials: int, every: float, epochs: i
             slot = slots[i]
             if slot.trial is None:
                 seq += 1
-                slot.trial = FakeTrial(trial_id=f"{i:03d}{seq:05d}", config={"views.strength": round(0.1 * (seq % 11), 1)},
+                slot.trial = FakeTrial(trial_id=f"{i:03d}{seq:05d}", config=fake_point(spec, seq),
                                        last_result={}, status="RUNNING", checkpoint=None,
                                        run_metadata=SimpleNamespace(num_failures=0), error_file=None)
                 slot.epoch = 0
@@ -155,10 +168,10 @@ def drive(store: Store, spec, folder: Path, trials: int, every: float, epochs: i
             slot.epoch += 1
             result = epoch_result(slot.epoch, epochs)
             callback.on_trial_result(0, live, slot.trial, result)
-            callback.on_checkpoint(0, live, slot.trial, SimpleNamespace(path=str(slot.folder)))
+            callback.on_checkpoint(0, live, slot.trial, Checkpoint.from_directory(str(slot.folder)))
             if slot.epoch == epochs:
                 slot.trial.last_result, slot.trial.status = result, "TERMINATED"
-                slot.trial.checkpoint = SimpleNamespace(path=str(slot.folder))
+                slot.trial.checkpoint = Checkpoint.from_directory(str(slot.folder))
                 callback.on_trial_complete(0, live, slot.trial)
                 live.remove(slot.trial)
                 slot.trial = None
