@@ -106,7 +106,7 @@ def measure_steps(
     if compile_views and not view_graphs:
         # Hypothesis for the compiled-model gap (86% of model-only): the views' CUDA-graph tree and
         # the compiled model's graphs may contend; fused view kernels without CUDA graphs avoid that.
-        trainer.make_pairs = torch.compile(trainer.pairs.__call__)
+        trainer.compile_views()
     idx = torch.arange(args.batch, device=device)
     v1, v2 = trainer.pairs(idx)
     if cfg.trainer.channels_last:  # the layout the trainer's own step uses

@@ -90,8 +90,7 @@ class Trainer:
         self.pairs = build_pairs(cfg, self.data)
         self.make_pairs = self.pairs.__call__
         if cfg.trainer.compile_views:  # removes the views' kernel-launch overhead, the GPU bottleneck
-            mode = "reduce-overhead" if self.device.type == "cuda" else None
-            self.make_pairs = torch.compile(self.pairs.__call__, mode=mode)
+            self.compile_views("reduce-overhead" if self.device.type == "cuda" else None)
         self.encoder = build_encoder(cfg.model, self.pairs.channels, self.device, cfg.trainer.channels_last)
         self.method = build_method(self.encoder, cfg.method, n).to(self.device)
         if cfg.trainer.compile:  # in place: the method calls this module and its state_dict keys stay the same
@@ -128,6 +127,11 @@ class Trainer:
         factor = lr_factor(self.global_step, self.total_steps, self.warmup_steps, t.lr_schedule)
         for group in self.optimizer.param_groups:
             group["lr"] = t.lr * factor
+
+    def compile_views(self, mode: str | None = None, backend: str = "inductor") -> None:
+        """Make the views with ``torch.compile`` (``mode`` "reduce-overhead": CUDA graphs); the
+        benchmarks compare the variants through this, as ``trainer.compile_views`` does."""
+        self.make_pairs = torch.compile(self.pairs.__call__, mode=mode, backend=backend)
 
     def step(self, idx: torch.Tensor, views: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> torch.Tensor:
         """One optimisation step on the training images ``idx``; the loss stays on the device (no sync).

@@ -121,7 +121,7 @@ def compiled_child(name: str, bundle_path: str, sizes: Sizes, device_name: str, 
 
     if cuda:  # the trainer's own compile_views: reduce-overhead mode, CUDA graphs
         views_variant("graphs")
-    trainer.make_pairs = torch.compile(trainer.pairs.__call__, backend=backend)  # default mode: no CUDA graphs
+    trainer.compile_views(backend=backend)  # default mode: no CUDA graphs
     views_variant("no_graphs")
 
 
