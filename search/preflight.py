@@ -27,7 +27,7 @@ from search.paths import Paths
 from search.resume import ResumeRefused
 from search.spec import Spec, SpecError
 from search.tracking import Store, StoreUnreachable, check_store, check_writable, resolve_store
-from trainers.domains import domain_values
+from trainers.domains import domain_values, span
 
 PROBE_IMAGES = 4
 
@@ -84,7 +84,7 @@ def load_checked_data(spec: Spec):
         raise UsageError(f"{spec.file}: {err}") from None
     n = int(data.train_x.shape[0])
     batch = spec.train_raw.get("trainer", {}).get("batch_size", spec.train.trainer.batch_size)
-    largest = max(domain_values(batch)) if isinstance(batch, dict) else batch
+    largest = span(batch)[1]
     if largest > n:
         raise SpecError("trainer.batch_size", f"{largest} exceeds the {n} training images (validation images "
                                               "excluded)", file=spec.file)

@@ -28,11 +28,11 @@ from analysis.settings import AnalysisConfig
 from analysis.store import EXPERIMENT_NAME_RULE, valid_experiment
 from search.storage import StorageConfig
 from trainers.config import TRAIN_SECTIONS, TrainConfig, _Section, training_sections
-from trainers.domains import domain_values, find_domains, is_domain, walk
+from trainers.domains import domain_values, find_domains, is_domain, span, walk
 from trainers.errors import KeyedError, SpecError
 from trainers.results import KNN_ACC, LINEAR_ACC, TRAIN_LOSS, VAL_KNN_ACC
 from trainers.specfile import apply_overrides, load_yaml, parse_override
-from trainers.validation import error_key, point_raw, validate_train
+from trainers.validation import error_key, probe, validate_train
 
 # Metrics a trial reports every epoch, with the direction that makes them better. The search
 # metric must be one of them: ASHA and the searchers read it from every intermediate result.
@@ -145,7 +145,7 @@ class Spec:
 
     def max_epochs(self) -> int:
         epochs = self.train_raw.get("trainer", {}).get("epochs", self.train.trainer.epochs)
-        return int(max(domain_values(epochs))) if is_domain(epochs) else int(epochs)
+        return int(span(epochs)[1])
 
     def fingerprint(self) -> str:
         """Identity of the search, to refuse resuming an experiment with a different spec."""
@@ -258,12 +258,10 @@ def _check_continuous(train_raw: dict, key: str, dom: dict) -> None:
     inside = math.exp(math.log(lo) + 0.377 * (math.log(hi) - math.log(lo))) if "loguniform" in dom else lo + 0.377 * (hi - lo)
     if float(inside).is_integer():
         inside += 1e-3 * (hi - lo)
-    try:
-        TrainConfig.model_validate(point_raw(train_raw, {key: inside}))
-    except ValidationError as err:
-        _, reason = error_key(err)
+    problem = probe(train_raw, key, inside)
+    if problem is not None:
         raise SpecError(key, f"a {next(iter(dom))} domain samples values like {inside:.4g}, which is invalid: "
-                             f"{reason}; use {{int: [a, b]}} for an integer knob") from None
+                             f"{problem[1]}; use {{int: [a, b]}} for an integer knob")
 
 
 def _check_search(train_raw: dict, train: TrainConfig, search: SearchConfig, resources: ResourcesConfig) -> None:
@@ -281,7 +279,7 @@ def _check_search(train_raw: dict, train: TrainConfig, search: SearchConfig, res
         raise SpecError("resources.gpu", "trainer.device is cuda, but a trial that reserves no GPU share is "
                                          "given none by Ray; set resources.gpu (e.g. 1 or 0.25)")
     epochs = train_raw.get("trainer", {}).get("epochs", train.trainer.epochs)
-    min_epochs = min(domain_values(epochs)) if is_domain(epochs) else epochs
+    min_epochs = span(epochs)[0]
     if search.scheduler == "asha" and search.grace_period > min_epochs:
         raise SpecError(
             "search.grace_period",

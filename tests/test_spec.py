@@ -179,3 +179,16 @@ def test_usage_errors_exit_2(tmp_path, tiny_spec, search_main):
 
 def test_at_least_fifteen_bad_cases():
     assert len(BAD) >= 15
+
+
+def test_span_is_the_smallest_and_largest_number_a_knob_can_take():
+    from trainers.domains import span
+
+    def slow(value):  # the obvious reference: every number the knob can be
+        values = list(next(iter(value.values()))) if isinstance(value, dict) else [value]
+        nums = sorted(v for v in values if type(v) in (int, float))
+        return (nums[0], nums[-1]) if nums else None
+
+    for value in ({"uniform": [0.1, 0.9]}, {"choice": [3, 1, 2]}, {"grid": [2.0]}, 5, 0.25, "x", True,
+                  {"choice": ["a", "b"]}, {"choice": [True, 4]}, {"int": [2, 8]}):
+        assert span(value) == slow(value), value

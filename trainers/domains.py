@@ -31,6 +31,13 @@ def domain_values(dom: dict) -> list:
     return list(next(iter(dom.values())))
 
 
+def span(value: Any) -> tuple[float, float] | None:
+    """(smallest, largest) number a knob can take: a domain's numeric values or a constant; None
+    when it takes no number."""
+    nums = [v for v in (domain_values(value) if is_domain(value) else [value]) if _number(v)]
+    return (min(nums), max(nums)) if nums else None
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from trainers.config import RENAMED, TrainConfig
-from trainers.domains import check_domain, domain_values, find_domains, is_domain, resolve, set_path
+from trainers.domains import check_domain, domain_values, find_domains, is_domain, resolve, set_path, span
 from trainers.errors import KeyedError, SpecError, locate
 from trainers.methods import knobs as method_knobs
 from trainers.pairs.registry import FAMILIES
@@ -70,17 +70,27 @@ def validate_train(raw: dict) -> TrainConfig:
         check_domain(key, dom)
     cfg = _validate(point_raw(raw))
     for key, dom in domains.items():
-        for probe in domain_values(dom):
-            try:
-                TrainConfig.model_validate(point_raw(raw, {key: probe}))
-            except ValidationError as err:
-                bad, reason = error_key(err)
-                if key == "method.name" and bad != key:  # a knob of the method this value brings in
-                    raise SpecError(bad, f"{reason} (with method.name: {probe})") from None
-                raise SpecError(key, f"domain value {probe!r} is invalid: {reason}") from None
+        for value in domain_values(dom):
+            problem = probe(raw, key, value)
+            if problem is None:
+                continue
+            bad, reason = problem
+            if key == "method.name" and bad != key:  # a knob of the method this value brings in
+                raise SpecError(bad, f"{reason} (with method.name: {value})")
+            raise SpecError(key, f"domain value {value!r} is invalid: {reason}")
     method_knobs.check_searched_methods(raw)
     _check_ring_domains(raw)
     return cfg
+
+
+def probe(raw: dict, key: str, value: Any) -> tuple[str, str] | None:
+    """The spec with ``key`` at ``value`` and every other domain at its default, validated:
+    None, or the (key, reason) of its first error."""
+    try:
+        TrainConfig.model_validate(point_raw(raw, {key: value}))
+    except ValidationError as err:
+        return error_key(err)
+    return None
 
 
 def point_raw(raw: dict, values: dict[str, Any] | None = None) -> dict:
@@ -95,12 +105,6 @@ def point_raw(raw: dict, values: dict[str, Any] | None = None) -> dict:
 def _check_ring_domains(raw: dict) -> None:
     neg = raw.get("negatives") or {}
     lo, hi = neg.get("lower", 0.0), neg.get("upper", 1.0)
-
-    def span(v: Any) -> tuple[float, float] | None:
-        if is_domain(v):
-            nums = [a for a in domain_values(v) if isinstance(a, (int, float))]
-            return (min(nums), max(nums)) if nums else None
-        return (v, v) if isinstance(v, (int, float)) else None
 
     s_lo, s_hi = span(lo), span(hi)
     if s_lo and s_hi and (is_domain(lo) or is_domain(hi)) and s_lo[1] >= s_hi[0]:
