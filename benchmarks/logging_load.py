@@ -49,8 +49,9 @@ from ray.tune import Checkpoint
 
 from analysis.state import SearchState
 from analysis.store import sqlite_uri
+from search.mlflow_store import Store
 from search.spec import load_spec
-from search.tracking import Store, Tracker
+from search.tracking import Tracker
 from search.trial import CHECKPOINT, CONFIG, EXTRA, VIEWS
 from trainers.results import MI_CACHED, MI_CAP_NATS, MI_NATS, VAL_KNN_ACC
 

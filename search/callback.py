@@ -34,10 +34,11 @@ from analysis.store import (
     TAG_TRIAL_NAME,
 )
 from search.interrupt import Interrupt
+from search.mlflow_store import Store
 from search.replicates import point_id, point_values
 from search.spec import Spec
 from search.summary import outcome
-from search.tracking import Store, Tracker, run_name
+from search.tracking import Tracker, run_name
 from search.trial import CHECKPOINT, CONFIG, VIEWS, trial_config
 from trainers.domains import flatten
 from trainers.results import (

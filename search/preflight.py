@@ -23,10 +23,10 @@ from typing import Any
 from search import storage
 from search.cluster import Unreachable, check_cluster_reachable, prepare_auth
 from search.lock import ExperimentBusy
+from search.mlflow_store import Store, StoreUnreachable, check_store, check_writable, resolve_store
 from search.paths import Paths
 from search.resume import ResumeRefused
 from search.spec import Spec, SpecError
-from search.tracking import Store, StoreUnreachable, check_store, check_writable, resolve_store
 from trainers.domains import domain_values, span
 
 PROBE_IMAGES = 4

@@ -36,9 +36,9 @@ from typing import Any
 
 from analysis.state import SearchState
 from analysis.store import TAG_TRIAL_ID, sqlite_uri
+from search.mlflow_store import Store
 from search.paths import Paths
 from search.spec import Spec
-from search.tracking import Store
 from trainers.domains import domain_values
 
 

@@ -28,11 +28,12 @@ from analysis.store import TAG_RAY_ADDRESS, TAG_RAY_STARTED_LOCAL
 from search import cluster, landing, preflight, resume, storage
 from search.failure import failed, trial_failures
 from search.interrupt import Interrupt
+from search.mlflow_store import Store
 from search.paths import Paths, paths_for
 from search.preflight import UsageError
 from search.spec import Spec, SpecError, load_spec
 from search.summary import rows, table, verdict_block
-from search.tracking import Store, Tracker
+from search.tracking import Tracker
 from trainers.domains import flatten
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2

@@ -20,9 +20,9 @@ import yaml
 from analysis.state import SearchState
 from search import failure, resume
 from search.micache import cached_mi
+from search.mlflow_store import Store
 from search.paths import Paths, paths_for
 from search.spec import validate_spec
-from search.tracking import Store
 from tests.conftest import REPO, TINY_SPEC, cli_env, kill_group, mlflow_runs, search_cmd
 from trainers.errors import KeyedError, SpecError
 from trainers.stages import MAX_STAGES, StageError, check_kwargs, resolve_stage_class

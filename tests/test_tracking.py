@@ -19,9 +19,10 @@ from ray.tune import Checkpoint
 from analysis.state import SearchState
 from analysis.store import EPOCH_METRICS, FINAL_METRICS, FLOOR_METRICS, shown
 from search.callback import MlflowTrials
+from search.mlflow_store import Store, resolve_store
 from search.paths import paths_for
 from search.spec import validate_spec
-from search.tracking import Store, Tracker, resolve_store, run_name
+from search.tracking import Tracker, run_name
 from search.trial import CHECKPOINT, CONFIG, VIEWS
 from tests.conftest import TINY_SPEC, cli_env, free_port, kill_group, mlflow_runs
 from trainers.config import TrainConfig

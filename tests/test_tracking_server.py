@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from analysis.store import FINAL_METRICS
-from search.tracking import PROBE_TAG, Store, check_writable
+from analysis.store import FINAL_METRICS, TAG_WRITE_PROBE
+from search.mlflow_store import Store, check_writable
 from tests.conftest import REPO, cli_env, kill_group, mlflow_runs, run_search, search_cmd
 
 SPEC = REPO / "spaces" / "augment_strength.yaml"
@@ -107,7 +107,7 @@ def test_the_write_probe_restores_a_deleted_experiment_and_leaves_no_tag(pg_mlfl
     client.delete_experiment(exp)
     check_writable(Store(uri, None), "pg_deleted")
     got = client.get_experiment(exp)
-    assert got.lifecycle_stage == "active" and PROBE_TAG not in got.tags
+    assert got.lifecycle_stage == "active" and TAG_WRITE_PROBE not in got.tags
 
 
 def _run_until_mid_second_trial(cwd: Path, args: list[str]) -> tuple[set[str], str]:
@@ -162,7 +162,7 @@ def test_a_search_on_a_postgresql_tracking_server(pg_mlflow_server, tmp_path):
     client, parents, children = mlflow_runs(server.uri, name)
     exp = client.get_experiment_by_name(name)
     assert exp.artifact_location.startswith("mlflow-artifacts:"), exp.artifact_location  # proxied by the server
-    assert PROBE_TAG not in exp.tags  # the write probe (twice: run and rerun) left nothing behind
+    assert TAG_WRITE_PROBE not in exp.tags  # the write probe (twice: run and rerun) left nothing behind
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     assert len(children) == 2 and len({r.data.tags["ray.trial_id"] for r in children}) == 2
     for run in children:
