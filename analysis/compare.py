@@ -48,7 +48,7 @@ def _t_interval(values: list[float], level: float = 0.95) -> tuple[float, float,
     return mean, mean - half, mean + half
 
 
-def _welch_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float, float]:
+def welch_interval(a: list[float], b: list[float], level: float = 0.95) -> tuple[float, float, float]:
     ma, mb = sum(a) / len(a), sum(b) / len(b)
     diff = ma - mb
     if len(a) < 2 or len(b) < 2:
@@ -78,7 +78,7 @@ def ring_vs_uniform(rows: list[ArmRow]) -> list[dict]:
             mean, lo, hi = _t_interval([by_seed[s] - base[s] for s in common])
             how = "paired by seed"
         else:
-            mean, lo, hi = _welch_interval(list(by_seed.values()), list(base.values()))
+            mean, lo, hi = welch_interval(list(by_seed.values()), list(base.values()))
             how = "Welch"
         out.append({
             "method": method, "arm": arm, "n_ring": len(by_seed), "n_uniform": len(base),

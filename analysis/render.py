@@ -61,10 +61,13 @@ def points_block(summary: dict) -> Table:
     knobs = sorted(rows[0]["params"]) if rows else []
     sel, fit = summary.get("select_metric", VAL_LINEAR_ACC), summary.get("fit_metric", LINEAR_ACC)
     task = any(r.get(LABEL_MI_NATS) is not None for r in rows)
+    learned = any(r.get("learned") for r in rows)
     head = ["point", *knobs, "replicates", sel, fit, "MI [nats]"] + (["I(v; y) [nats]"] if task else [])
+    head = ["views", *head] if learned else head
     body = []
     for r in rows:
-        cells = [r["name"], *(r["params"].get(k, "") for k in knobs), str(r["n"]),
+        cells = ["learned" if r.get("learned") else "designed"] if learned else []
+        cells += [r["name"], *(r["params"].get(k, "") for k in knobs), str(r["n"]),
                  _pm(r.get(f"{sel}_mean"), r.get(f"{sel}_half_width")),
                  _pm(r.get(f"{fit}_mean"), r.get(f"{fit}_half_width")), fmt(r[MI_NATS], 2)]
         cells += [fmt(r.get(LABEL_MI_NATS), 2)] if task else []
@@ -85,7 +88,17 @@ def summary_blocks(summary: dict) -> list[Block]:
                  "minimal-MI point."),
             para(bold("Best point"), f" (highest mean {summary['select_metric']} of its replicates): "
                  f"{best_point_text(summary)}."),
-            Bullets(tuple(summary["reasons"])), Lines(tuple(_facts(summary)))]
+            *learned_note(summary), Bullets(tuple(summary["reasons"])), Lines(tuple(_facts(summary)))]
+
+
+def learned_note(summary: dict) -> list[Block]:
+    """Which points have learned views, and how their MI differs from a designed view's."""
+    n = sum(1 for r in summary["points"] if r.get("learned"))
+    if not n:
+        return []
+    return [para(bold("Learned views"), f": {n} of {len(summary['points'])} points learned their views in training "
+                 "(views.pairs: learned). Their view MI and I(v; y) were measured after training with the trained "
+                 "generator frozen, once per replicate; a point's values are the means over its replicates.")]
 
 
 def summary_lines(summary: dict) -> list[str]:

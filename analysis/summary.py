@@ -71,6 +71,7 @@ def points(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> list[dic
         reps = sorted(ts, key=lambda t: (-t.metrics[select], t.name))
         rows.append({
             "point": p, "name": ts[0].point_name, "params": ts[0].searched, "n": len(ts),
+            "learned": ts[0].learned_views,
             MI_NATS: mean([t.metrics.get(MI_NATS) for t in ts]),
             **{m: mean([t.metrics.get(m) for t in ts]) for m in OPTIONAL_METRICS[:2]},
             **{f"{m}_mean": stats[m][p]["mean"] for m in stats},

@@ -16,6 +16,7 @@ from typing import Any
 
 from analysis.settings import AnalysisConfig, from_params
 from analysis.store import REPORT_METRIC, SELECT_METRIC, TAG_PARENT, TAG_POINT, TAG_POINT_NAME
+from trainers.pairs.family import KIND_KEY
 from trainers.results import DIVERGED, MI_NATS
 
 
@@ -46,6 +47,14 @@ class Trial:
         m = self.metrics
         return (self.status == "FINISHED" and not self.diverged
                 and all(finite(m.get(k)) for k in (self.fit_metric, self.select_metric)))
+
+    @property
+    def learned_views(self) -> bool:
+        """Its views were learned in its training (``views.pairs`` a family that ``learns``)."""
+        from trainers.pairs.registry import FAMILIES
+
+        family = FAMILIES.get(self.params.get(KIND_KEY, ""))
+        return bool(family is not None and family.learns)
 
     @property
     def usable(self) -> bool:

@@ -2,7 +2,7 @@
 
 1. learning: a few hundred SimCLR steps on this device learn (the loss falls, validation kNN
    above chance);
-2. sources: every view source (augment, patches, frequency, channels on 3-channel data, toy,
+2. sources: every view source (augment, patches, frequency, channels on 3-channel data, toy, learned,
    and augment with the Kornia stages RandomErasing and auto.RandAugment): the views alone, the
    model-only step and the full step, eager and compiled, views compiled with and without CUDA
    graphs;

@@ -13,7 +13,8 @@ trial never writes to MLflow: see ``search/tracking.py`` for why the driver is t
 
 The view MI and the task information I(v; y) are measured before training: they are properties
 of the views alone (the trained model plays no part), so measuring them first gives trials that
-ASHA stops early these values too. They are measured once per view configuration and shared through a file cache
+ASHA stops early these values too. Learned views (``views.pairs: learned``) are the exception:
+they exist only after training, so they are measured then, with the generator frozen. They are measured once per view configuration and shared through a file cache
 (``search/micache.py``); a replicate that finds another one measuring it trains first and reads
 the cached value before its final evaluation. Before the first step the trial also probes its
 untrained encoder (``init_*``): the floor every accuracy of the report is a gain over.
@@ -89,6 +90,15 @@ def measure_views(trainer: Any, cfg: TrainConfig, cache: Path | None = None, wai
         return {}
     values, hit = got
     return {**values, MI_CACHED: float(hit)}
+
+
+def measure_learned_views(trainer: Any, cfg: TrainConfig, staging: Path, caption: str) -> dict[str, float]:
+    """A learned family's view MI and task information, with its trained generator frozen, and
+    its ``views.png`` drawn again: this trial's own views, never cached (each replicate learns
+    its own)."""
+    trainer.adversary.freeze()
+    write_trial_files(trainer, cfg, staging, f"{caption} (after training)".strip())
+    return measure_views(trainer, cfg, cache=None)
 
 
 def measure_task_information(trainer: Any, cfg: TrainConfig) -> dict[str, float]:
@@ -184,9 +194,11 @@ def run_trial(
     trainer = trainer_cls(cfg, data)
     extra = _restore(trainer, restore or [])
     start = trainer.epoch  # reported as ``start_epoch``: shows whether a trial was resumed, and from where
+    learned = cfg.views.family(cfg.dataset.name).learns  # views exist only after training: measured then
     if not extra:  # if another replicate is measuring these views' MI right now, train first
         floor = measure_floor(trainer, cfg, mi_cache)
-        extra = {**floor, **measure_views(trainer, cfg, mi_cache, wait=False), **trainer.data.sizes()}
+        views = {} if learned else measure_views(trainer, cfg, mi_cache, wait=False)
+        extra = {**floor, **views, **trainer.data.sizes()}
     staging = Path(tempfile.mkdtemp(prefix="trial-files-"))
     try:
         write_trial_files(trainer, cfg, staging, caption)
@@ -195,7 +207,9 @@ def run_trial(
             metrics = trainer.train_epoch()
             diverged = bool(metrics.get("diverged"))
             if not diverged and trainer.epoch >= cfg.trainer.epochs:
-                if cfg.mi.enabled and MI_NATS not in extra:
+                if learned:
+                    extra.update(measure_learned_views(trainer, cfg, staging, caption))
+                elif cfg.mi.enabled and MI_NATS not in extra:
                     extra.update(measure_views(trainer, cfg, mi_cache))  # measured by now: read from the cache
                 metrics.update(trainer.evaluate())
             result = epoch_result(metrics, extra, metric, start)

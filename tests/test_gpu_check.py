@@ -37,7 +37,8 @@ MEASUREMENT = {"status": str, "reason": OPT_STR, "seconds": OPT_NUM, "imgs_per_s
                "share_of_model_step": OPT_NUM}
 MEASUREMENTS = ("views_eager", "model_step_eager", "full_step_eager", "views_compiled_graphs", "views_compiled_no_graphs",
                 "model_step_compiled", "full_step_compiled_graphs", "full_step_compiled_no_graphs")
-SOURCES = ("augment", "augment_random_erasing", "patches", "channels", "frequency", "toy", "augment_randaugment")
+SOURCES = ("augment", "augment_random_erasing", "patches", "channels", "frequency", "toy", "learned",
+           "augment_randaugment")
 SHARING = {"status": str, "reason": OPT_STR, "source": str, "batch": int, "backbone": str, "seconds_each": NUM,
            "processes": dict}
 SHARE = {"status": str, "reason": OPT_STR, "total_imgs_per_s": OPT_NUM, "per_process": (list, type(None))}

@@ -314,7 +314,9 @@ class TrainConfig(_Section):
                         f"views.{knob}",
                         f"needs 3 colour channels, but dataset '{name}' has {channels}; remove it or set it to 0",
                     )
-        self.views.family(name).check_data(name, channels)
+        family = self.views.family(name)
+        family.check_data(name, channels)
+        family.check_method(self.method.name)
         return self
 
 

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -48,6 +49,9 @@ from trainers.results import (
     probe_metric,
 )
 from trainers.specfile import load_train_config
+
+if TYPE_CHECKING:
+    from trainers.adversary import ViewAdversary
 
 
 def lr_factor(step: int, total: int, warmup: int, kind: str) -> float:
@@ -96,6 +100,7 @@ class Trainer:
         if cfg.trainer.compile:  # in place: the method calls this module and its state_dict keys stay the same
             self.encoder.compile()
         self.optimizer = self._optimizer()
+        self.adversary = self._adversary()
         self.steps_per_epoch = n // cfg.trainer.batch_size
         if cfg.trainer.max_steps:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.trainer.max_steps)
@@ -116,6 +121,16 @@ class Trainer:
         if t.optimizer == "sgd":
             return torch.optim.SGD(params, lr=t.lr, momentum=0.9, weight_decay=t.weight_decay)
         return torch.optim.Adam(params, lr=t.lr, weight_decay=t.weight_decay)
+
+    def _adversary(self) -> ViewAdversary | None:
+        """The view generator's trainer when the views are learned (``views.pairs: learned``), else None."""
+        if self.pairs.learner is None:
+            return None
+        from trainers.adversary import ViewAdversary
+
+        d = self.data
+        knobs = self.cfg.views.family(self.cfg.dataset.name)
+        return ViewAdversary(self.pairs.learner, knobs, self.encoder, d.train_y, d.num_classes, self.cfg.trainer.seed)
 
     # ------------------------------------------------------------------ training
 
@@ -147,8 +162,13 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
             result = self.method.loss(v1, v2, idx, lower, upper)
         self.optimizer.zero_grad(set_to_none=True)
-        result.loss.backward()
+        if self.adversary is None:
+            result.loss.backward()
+        else:  # learned views: the generator ascends the loss the encoder descends
+            self.adversary.backward(result.loss, self.encoder, v1, idx)
         self.optimizer.step()
+        if self.adversary is not None:
+            self.adversary.step()
         if result.after_step is not None:  # the method's queue, bank or EMA update
             result.after_step()
         self.global_step += 1
@@ -238,12 +258,17 @@ class Trainer:
             "global_step": self.global_step,
             "history": self.history,
             "rng": rng,
+            **({"views": self.adversary.checkpoint()} if self.adversary is not None else {}),
         }
 
     def load_state_dict(self, sd: dict) -> None:
         self.method.load_state_dict(sd["method"])
         self.optimizer.load_state_dict(sd["optimizer"])
         self.epoch, self.global_step, self.history = sd["epoch"], sd["global_step"], list(sd["history"])
+        if self.adversary is not None:
+            if "views" not in sd:
+                raise ValueError("the checkpoint has no view generator, but this training learns its views")
+            self.adversary.restore(sd["views"])
         torch.set_rng_state(sd["rng"]["cpu"])
         if "cuda" in sd["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(sd["rng"]["cuda"], self.device)

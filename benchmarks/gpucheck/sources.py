@@ -44,6 +44,7 @@ SOURCES: dict[str, tuple[str, dict]] = {
     "channels": ("rgb", {"pairs": "channels"}),
     "frequency": ("gray", {"pairs": "frequency"}),
     "toy": ("toy", {"pairs": "toy"}),
+    "learned": ("gray", {"strength": 0.0, "pairs": {"kind": "learned"}}),  # the generator trains in the step
     # last: its random policy recompiles, so it may use up whatever the others left
     "augment_randaugment": ("rgb", {"stages": [{"auto.RandAugment": {"n": 2, "m": 10}}]}),  # colour ops: RGB
 }
@@ -72,11 +73,17 @@ def _batches(trainer: Trainer, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.arange(batch, device=trainer.device), torch.randperm(n, device=trainer.device)[:batch]
 
 
+def detached(views: tuple[torch.Tensor, torch.Tensor | None]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Views made beforehand for the model-only step: a learned source's views carry its
+    generator's graph, which one backward would free for the next repetition."""
+    return tuple(v.detach() if v is not None else None for v in views)  # type: ignore[return-value]
+
+
 def measure_eager(name: str, data: DataBundle, sizes: Sizes, device: torch.device) -> dict:
     trainer = Trainer(source_config(name, sizes, device.type), data)
     b = sizes.batch
     idx, perm = _batches(trainer, b)
-    views = trainer.pairs(idx, True)
+    views = detached(trainer.pairs(idx, True))
     out = {"views_eager": measured(median_time(lambda: trainer.pairs(idx, True), device, sizes.warmup, sizes.reps), b)}
     t_model = median_time(lambda: trainer.step(idx, views=views), device, sizes.warmup, sizes.reps)
     out["model_step_eager"] = measured(t_model, b)
@@ -102,7 +109,7 @@ def compiled_child(name: str, bundle_path: str, sizes: Sizes, device_name: str, 
     trainer = Trainer(source_config(name, sizes, device.type, compile=compile_model, compile_views=cuda), data)
     b, inner = sizes.batch, 10 if cuda else 1
     idx, perm = _batches(trainer, b)
-    views = trainer.pairs(idx, True)
+    views = detached(trainer.pairs(idx, True))
     t_model = None
     if compile_model:
         compile_s = first_call(lambda: trainer.step(idx, views=views), device)

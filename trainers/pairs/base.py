@@ -29,7 +29,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from torch import Tensor
+    import torch
+    from torch import Tensor, nn
 
 
 class Relation(Protocol):
@@ -55,10 +56,22 @@ class Relation(Protocol):
     def out_channels(self, channels: int) -> int:
         ...
 
+    learner: nn.Module | None
+    """A module the trainer optimises against the encoder (a view generator); None for fixed views."""
+
+    def bind(self, channels: int, device: torch.device) -> None:
+        """Build whatever depends on the images (a learner); the pair source calls it once."""
+        ...
+
 
 class RelationBase:
     """Defaults a relation may keep: view 1 alone is drawn as a pair's first view is, the encoder
-    sees whole images at evaluation, and the views keep the images' channels."""
+    sees whole images at evaluation, the views keep the images' channels, nothing is learned."""
+
+    learner: nn.Module | None = None
+
+    def bind(self, channels: int, device: torch.device) -> None:
+        return None
 
     def pair(self, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
@@ -108,6 +121,12 @@ class PairSource:
         self.relation = relation or Identity()
         self.second = second
         self.name = name
+        self.relation.bind(int(images.shape[1]), images.device)
+
+    @property
+    def learner(self) -> nn.Module | None:
+        """The relation's trainable view generator, if its views are learned."""
+        return self.relation.learner
 
     @property
     def channels(self) -> int:

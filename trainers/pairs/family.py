@@ -39,6 +39,8 @@ class PairFamily(BaseModel):
 
     datasets: ClassVar[tuple[str, ...] | None] = None  # the datasets it works on; None = any
     channels: ClassVar[tuple[int, ...] | None] = None  # the image channel counts it takes; None = any
+    methods: ClassVar[tuple[str, ...] | None] = None  # the methods whose training it can serve; None = any
+    learns: ClassVar[bool] = False  # views learned in the training: their MI exists only after it, per trial
     default_for: ClassVar[tuple[str, ...]] = ()  # datasets whose default family this is
     flat_keys: ClassVar[dict[str, str]] = {}  # views.<old key> of earlier versions -> its knob now
 
@@ -60,6 +62,13 @@ class PairFamily(BaseModel):
             wanted = " or ".join(str(c) for c in self.channels)
             raise KeyedError(KIND_KEY, f"'{self.kind}' needs images with {wanted} channels, but dataset "
                                        f"'{dataset}' has {channels}")
+
+    def check_method(self, method: str) -> None:
+        """KeyedError naming ``method.name`` when this family's views cannot train with that method."""
+        if self.methods is not None and method not in self.methods:
+            wanted = " or ".join(self.methods)
+            raise KeyedError("method.name", f"views.pairs kind '{self.kind}' trains with method {wanted}, "
+                                            f"not '{method}'")
 
     def relation(self) -> Relation:
         """How two augmented copies become the two views (the default: each is its whole copy)."""

@@ -21,6 +21,7 @@ MODULES = (
     "frequency",
     "toy",
     "rotation",
+    "learned",
 )
 
 FAMILIES: dict[str, type[PairFamily]] = {
