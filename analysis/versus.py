@@ -25,7 +25,7 @@ from pathlib import Path
 from analysis.compare import welch_interval
 from analysis.render import fmt
 from analysis.store import DEFAULT_ROOT, EXPERIMENT_NAME_RULE, report_dir, valid_experiment
-from trainers.results import MI_NATS
+from trainers.results import MI_CAP_NATS, MI_NATS
 
 
 class VersusError(Exception):
@@ -108,6 +108,9 @@ def plot(summaries: list[tuple[str, dict]], path: Path) -> Path:
         floor = s.get("floor")
         if floor:
             ax.axhline(floor["mean"], color=colour, linestyle=":", lw=1, label=f"{name} untrained encoder")
+    caps = [s.get(MI_CAP_NATS) for _, s in summaries if s.get(MI_CAP_NATS)]
+    if caps:
+        ax.axvline(max(caps), color="gray", linestyle="--", lw=1, label=f"InfoNCE cap log K = {max(caps):.2f}")
     ax.set_xlabel("view MI estimate I(v1; v2) [nats]  (views share less ←  → more)")
     ax.set_ylabel(f"{summaries[0][1].get('probe', 'linear')} probe accuracy (test split)")
     ax.grid(alpha=0.3)

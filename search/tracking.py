@@ -58,8 +58,11 @@ def _flat(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _short(value: Any) -> str:
+    """Two decimals from 0.1 up, two significant digits below (0.025 stays 0.025), then 1.0e-04."""
     if isinstance(value, float):
-        return f"{value:.2f}" if value == 0 or abs(value) >= 0.01 else f"{value:.1e}"
+        if value == 0 or abs(value) >= 0.1:
+            return f"{value:.2f}"
+        return f"{value:.2g}" if abs(value) >= 0.01 else f"{value:.1e}"
     return str(value)
 
 

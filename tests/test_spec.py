@@ -144,6 +144,11 @@ BAD = [
     ("set-bad-domain", TINY_SPEC, ["trainer.lr={loguniform: [0, 1]}"], "trainer.lr"),
     ("batch-exceeds-data", spec_with(trainer={"epochs": 2, "batch_size": 512}), [], "trainer.batch_size"),
     ("dataset-missing", spec_with(dataset={"name": "cifar10", "root": "/nonexistent/cifar"}), [], "cifar"),
+    ("learned-negative-budget", TINY_SPEC, ["views.pairs={kind: learned, budget: {grid: [0.05, -0.1]}}"],
+     "views.pairs.budget"),
+    ("learned-label-fraction", TINY_SPEC, ["views.pairs={kind: learned, label_fraction: 1.2}"],
+     "views.pairs.label_fraction"),
+    ("learned-with-moco", TINY_SPEC, ["views.pairs=learned", "method.name=moco"], "method.name"),
 ]
 
 

@@ -70,6 +70,8 @@ def test_run_names_are_short_and_readable():
     assert run_name({"views.strength": 0.6234, "negatives.lower": 0.01, "negatives.upper": 0.1}) == \
         "s=0.62 ring=[0.01,0.10]"
     assert run_name({"trainer.lr": 0.0003}) == "lr=3.0e-04"
+    assert run_name({"views.pairs.budget": 0.025}) == "budget=0.025"  # not 0.03: two points, two names
+    assert run_name({"views.pairs.budget": 0.05}) == "budget=0.05"
     whole_section = {"method.name": "moco", "negatives": {"lower": 0.01, "upper": 0.1, "anneal": "linear"}}
     assert run_name(whole_section) == "method=moco ring=[0.01,0.10] anneal=linear"
 
