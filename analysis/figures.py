@@ -12,7 +12,8 @@ from analysis.trials import Trial
 from trainers.results import LABEL_ENTROPY_NATS, LABEL_MI_NATS, MI_CAP_NATS, MI_NATS
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on the Agg backend: figures are files, no display is needed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -36,7 +37,7 @@ def plot_mi_vs_accuracy(trials: list[Trial], summary: dict, path: Path) -> Path 
         path.unlink(missing_ok=True)  # a figure from an earlier report would describe other trials
         return None
     metric, probe = summary["fit_metric"], summary["probe"]
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.4, 4.8), dpi=110)
     mi = np.array([t.metrics[MI_NATS] for t in used])
     acc = np.array([t.metrics[metric] for t in used])
@@ -105,7 +106,7 @@ def _task_information(ax, rows: list[dict], summary: dict):
 
 def plot_knobs(trials: list[Trial], path: Path, metrics: tuple[str, str]) -> Path | None:
     """Accuracy against each searched knob: ``metrics`` = (validation metric, test metric)."""
-    plt = _plt()
+    plt = pyplot()
     used = [t for t in trials if t.scored]
     knobs = sorted(used[0].searched) if used else []
     if not knobs:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
 from analysis.compare import welch_interval
 from analysis.render import fmt
 from analysis.store import DEFAULT_ROOT, EXPERIMENT_NAME_RULE, report_dir, valid_experiment
+from analysis.trials import finite
 from trainers.results import MI_CAP_NATS, MI_NATS
 
 
@@ -44,8 +44,7 @@ def best_replicates(summary: dict) -> list[float]:
     """The test accuracies (the analysis probe) of the best point's replicates."""
     best = summary.get("best_point")
     metric = summary["fit_metric"]
-    values = [r[metric] for r in (best or {}).get("replicates", []) if isinstance(r.get(metric), (int, float))]
-    return [v for v in values if math.isfinite(v)]
+    return [r[metric] for r in (best or {}).get("replicates", []) if finite(r.get(metric))]
 
 
 def compare(first: dict, second: dict, names: tuple[str, str]) -> dict:
@@ -90,9 +89,9 @@ def table(result: dict) -> list[str]:
 
 def plot(summaries: list[tuple[str, dict]], path: Path) -> Path:
     """Point means with their 95% CIs against view MI, one colour per search, best points starred."""
-    from analysis.figures import _plt
+    from analysis.figures import pyplot
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.4, 4.8), dpi=110)
     for (name, s), colour, marker in zip(summaries, ("tab:red", "tab:blue"), ("s", "o"), strict=False):
         metric = s["fit_metric"]

@@ -27,9 +27,9 @@ UNLABELLED = -1
 def labelled_share(labels: Tensor, fraction: float, seed: int) -> Tensor:
     """``labels`` with all but a fixed ``fraction`` of them (rounded) replaced by ``UNLABELLED``."""
     n = labels.shape[0]
-    keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: round(fraction * n)]
+    keep = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: round(fraction * n)].to(labels.device)
     out = torch.full_like(labels, UNLABELLED)
-    out[keep.to(labels.device)] = labels[keep.to(labels.device)]
+    out[keep] = labels[keep]
     return out
 
 
@@ -48,6 +48,7 @@ class ViewAdversary(nn.Module):
             labels = labelled_share(train_y, knobs.label_fraction, seed)
         self.register_buffer("labels", labels, persistent=False)  # derived from the seed: not checkpointed
         self.optimizer = torch.optim.Adam(list(self.parameters()), lr=knobs.lr)
+        self.label_params = list(self.parameters()) if self.head is not None else []  # what the label term trains
 
     def label_loss(self, encoder: Encoder, v1: Tensor, idx: Tensor) -> Tensor:
         """Mean cross-entropy of the head on the batch's labelled images (0 when none is labelled);
@@ -62,19 +63,17 @@ class ViewAdversary(nn.Module):
         """Fill every gradient for this step: the encoder's (descend ``loss``), the generator's
         (ascend ``loss``, descend the label term) and the head's."""
         self.optimizer.zero_grad(set_to_none=True)
-        keep: list[Tensor] = []
-        if self.head is not None:
-            params = list(self.generator.parameters()) + list(self.head.parameters())
+        keep: tuple[Tensor | None, ...] = ()
+        if self.label_params:
             term = self.label_weight * self.label_loss(encoder, v1, idx)
-            keep = list(torch.autograd.grad(term, params, retain_graph=True, allow_unused=True))
+            keep = torch.autograd.grad(term, self.label_params, retain_graph=True, allow_unused=True)
         loss.backward()
         for p in self.generator.parameters():
             if p.grad is not None:
                 p.grad.neg_()
-        if keep:
-            for p, g in zip(list(self.generator.parameters()) + list(self.head.parameters()), keep, strict=True):
-                if g is not None:
-                    p.grad = g if p.grad is None else p.grad.add_(g)
+        for p, g in zip(self.label_params, keep, strict=False):  # nothing when no label term
+            if g is not None:
+                p.grad = g if p.grad is None else p.grad.add_(g)
 
     def step(self) -> None:
         self.optimizer.step()
