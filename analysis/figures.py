@@ -28,6 +28,15 @@ def _title(summary: dict) -> str:
     return f"verdict: {summary['verdict']}{share}  ({summary['n_used']} trials, {summary['n_points']} points)"
 
 
+MI_AXIS = "view MI estimate I(v1; v2) [nats]  (views share less ←  → more)"
+
+
+def curve_rows(summary: dict, metric: str) -> list[dict]:
+    """The points with a view MI and a mean of ``metric``, in MI order: what a curve line joins."""
+    return sorted((r for r in summary["points"] if r.get(MI_NATS) is not None and r.get(f"{metric}_mean") is not None),
+                  key=lambda r: r[MI_NATS])
+
+
 def plot_mi_vs_accuracy(trials: list[Trial], summary: dict, path: Path) -> Path | None:
     """None (no figure) when no trial has a view MI."""
     import numpy as np
@@ -41,8 +50,7 @@ def plot_mi_vs_accuracy(trials: list[Trial], summary: dict, path: Path) -> Path 
     fig, ax = plt.subplots(figsize=(7.4, 4.8), dpi=110)
     mi = np.array([t.metrics[MI_NATS] for t in used])
     acc = np.array([t.metrics[metric] for t in used])
-    rows = sorted((r for r in summary["points"] if r[MI_NATS] is not None and r.get(f"{metric}_mean") is not None),
-                  key=lambda r: r[MI_NATS])  # the line joins the points in MI order
+    rows = curve_rows(summary, metric)
     replicated = any(r["n"] > 1 for r in rows)
     ax.scatter(mi, acc, color="tab:blue", alpha=0.3 if replicated else 1.0, s=12 if replicated else 30,
                zorder=3, label="trials")
@@ -62,7 +70,7 @@ def plot_mi_vs_accuracy(trials: list[Trial], summary: dict, path: Path) -> Path 
     cap = summary.get(MI_CAP_NATS)
     if cap:
         ax.axvline(cap, color="gray", linestyle="--", lw=1, label=f"InfoNCE cap log K = {cap:.2f}")
-    ax.set_xlabel("view MI estimate I(v1; v2) [nats]  (views share less ←  → more)")
+    ax.set_xlabel(MI_AXIS)
     ax.set_ylabel(f"{probe} probe accuracy (test split)")
     ax.set_title(_title(summary), fontsize=10)
     ax.grid(alpha=0.3)

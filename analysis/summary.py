@@ -17,22 +17,16 @@ from analysis.noise import noise_floor, point_summaries
 from analysis.settings import AnalysisConfig
 from analysis.trials import Trial, finite, mean
 from trainers.results import (
-    KNN_ACC,
     LABEL_ENTROPY_NATS,
     LABEL_MI_NATS,
-    LINEAR_ACC,
     MI_CAP_NATS,
     MI_NATS,
-    VAL_KNN_ACC,
-    VAL_LINEAR_ACC,
+    PROBE_METRICS,
     floor_metric,
 )
 
-PROBE_METRICS = (VAL_LINEAR_ACC, LINEAR_ACC, VAL_KNN_ACC, KNN_ACC)
-# Per trial, from the task-information estimate and the untrained encoder (absent in older runs).
 DEFAULTS = AnalysisConfig()  # a search from before the analysis section: the linear probe
-OPTIONAL_METRICS = (LABEL_MI_NATS, LABEL_ENTROPY_NATS, floor_metric(LINEAR_ACC), floor_metric(KNN_ACC),
-                    floor_metric(VAL_LINEAR_ACC), floor_metric(VAL_KNN_ACC))
+TASK_METRICS = (LABEL_MI_NATS, LABEL_ENTROPY_NATS)  # per trial, from the task-information estimate (absent in older runs)
 
 
 def point_order(trials: list[Trial], select: str) -> list[str]:
@@ -73,7 +67,7 @@ def points(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> list[dic
             "point": p, "name": ts[0].point_name, "params": ts[0].searched, "n": len(ts),
             "learned": ts[0].learned_views,
             MI_NATS: mean([t.metrics.get(MI_NATS) for t in ts]),
-            **{m: mean([t.metrics.get(m) for t in ts]) for m in OPTIONAL_METRICS[:2]},
+            **{m: mean([t.metrics.get(m) for t in ts]) for m in TASK_METRICS},
             **{f"{m}_mean": stats[m][p]["mean"] for m in stats},
             **{f"{m}_half_width": stats[m][p]["half_width_pooled"] for m in stats},
             "seeds": sorted(t.params.get("trainer.seed", "") for t in ts),
@@ -87,7 +81,7 @@ def points(trials: list[Trial], settings: AnalysisConfig = DEFAULTS) -> list[dic
 
 def floor(trials: list[Trial], settings: AnalysisConfig) -> dict | None:
     """The untrained encoder's accuracy with the analysis probe (test split), mean over trials."""
-    metric = f"init_{settings.fit_metric()}"
+    metric = floor_metric(settings.fit_metric())
     values = [t.metrics[metric] for t in trials if t.scored and finite(t.metrics.get(metric))]
     if not values:
         return None

@@ -22,6 +22,8 @@ import sys
 from pathlib import Path
 
 from analysis.compare import welch_interval
+from analysis.document import Block, Heading, Image, Table, para, to_markdown
+from analysis.figures import MI_AXIS, curve_rows, pyplot
 from analysis.render import fmt
 from analysis.store import DEFAULT_ROOT, EXPERIMENT_NAME_RULE, report_dir, valid_experiment
 from analysis.trials import finite
@@ -72,31 +74,26 @@ def compare(first: dict, second: dict, names: tuple[str, str]) -> dict:
     }
 
 
-def table(result: dict) -> list[str]:
+def blocks(result: dict) -> list[Block]:
+    """The two best points as a table, then the difference with its interval."""
     metric, sel = result["metric"], result["select_metric"]
-    lines = [f"| search | best point (by {sel}) | replicates | {sel} | test {metric} | MI [nats] |",
-             "|---|---|---|---|---|---|"]
-    for s in result["searches"]:
-        lines.append(f"| {s['experiment']} | {s['best_point']} | {s['n']} | {fmt(s['select_mean'], 4)} | "
-                     f"{fmt(s['mean'], 4)} | {fmt(s[MI_NATS], 2)} |")
+    rows = tuple((s["experiment"], s["best_point"], str(s["n"]), fmt(s["select_mean"], 4), fmt(s["mean"], 4),
+                  fmt(s[MI_NATS], 2)) for s in result["searches"])
+    head = ("search", f"best point (by {sel})", "replicates", sel, f"test {metric}", "MI [nats]")
     lo, hi = result["ci95"]
     first, second = (s["experiment"] for s in result["searches"])
-    lines.append("")
-    lines.append(f"{first} - {second}: {100 * result['diff_mean']:+.2f} points of test {metric}, 95% CI "
-                 f"[{100 * lo:+.2f}, {100 * hi:+.2f}] ({result['test']})")
-    return lines
+    diff = (f"{first} - {second}: {100 * result['diff_mean']:+.2f} points of test {metric}, 95% CI "
+            f"[{100 * lo:+.2f}, {100 * hi:+.2f}] ({result['test']})")
+    return [Table(head, rows), para(diff)]
 
 
 def plot(summaries: list[tuple[str, dict]], path: Path) -> Path:
     """Point means with their 95% CIs against view MI, one colour per search, best points starred."""
-    from analysis.figures import pyplot
-
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.4, 4.8), dpi=110)
     for (name, s), colour, marker in zip(summaries, ("tab:red", "tab:blue"), ("s", "o"), strict=False):
         metric = s["fit_metric"]
-        rows = sorted((r for r in s["points"] if r.get(MI_NATS) is not None and r.get(f"{metric}_mean") is not None),
-                      key=lambda r: r[MI_NATS])
+        rows = curve_rows(s, metric)
         ax.errorbar([r[MI_NATS] for r in rows], [r[f"{metric}_mean"] for r in rows],
                     yerr=[r.get(f"{metric}_half_width") or 0 for r in rows], fmt=f"{marker}-", color=colour, lw=1,
                     capsize=3, label=f"{name} (point mean, 95% CI)")
@@ -110,7 +107,7 @@ def plot(summaries: list[tuple[str, dict]], path: Path) -> Path:
     caps = [s.get(MI_CAP_NATS) for _, s in summaries if s.get(MI_CAP_NATS)]
     if caps:
         ax.axvline(max(caps), color="gray", linestyle="--", lw=1, label=f"InfoNCE cap log K = {max(caps):.2f}")
-    ax.set_xlabel("view MI estimate I(v1; v2) [nats]  (views share less ←  → more)")
+    ax.set_xlabel(MI_AXIS)
     ax.set_ylabel(f"{summaries[0][1].get('probe', 'linear')} probe accuracy (test split)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
@@ -137,12 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = report_dir(args.runs_dir, args.first)
     stem = out / f"versus_{args.second}"
-    lines = table(result)
+    body = blocks(result)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=2))
     figure = plot([(args.first, first), (args.second, second)], stem.with_suffix(".png"))
-    stem.with_suffix(".md").write_text("\n".join([f"# {args.first} against {args.second}", "", *lines, "",
-                                                  f"![accuracy against view MI]({figure.name})", ""]))
-    print("\n".join(lines))
+    page = [Heading(f"{args.first} against {args.second}"), *body, Image("accuracy against view MI", figure.name)]
+    stem.with_suffix(".md").write_text(to_markdown(page))
+    print(to_markdown(body), end="")
     print(f"wrote {stem}.json, .md, .png")
     return 0
 

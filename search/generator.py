@@ -54,14 +54,13 @@ def config_key(config: dict) -> str:
 
 def restored_trials(folder: Path) -> list[RestoredTrial]:
     """The trials in the newest ``experiment_state-*.json`` of ``folder``: what Tune restores."""
-    from search.resume import newest_state_file
+    from search.resume import newest_state_file, tune_trial_entries
 
     path = newest_state_file(folder)
     if path is None:
         return []
     trials = []
-    for state, metadata in json.loads(path.read_text())["trial_data"]:
-        trial = json.loads(state)
+    for trial, metadata in tune_trial_entries(path):
         result = json.loads(metadata).get("last_result") or {}
         trials.append(RestoredTrial(trial["trial_id"], trial["config"], trial["status"],
                                     result if isinstance(result, dict) else {}))

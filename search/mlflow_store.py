@@ -78,8 +78,14 @@ def check_store(store: Store, timeout: float = 5.0) -> None:
                                    "the SQLite store under runs/") from None
     if store.is_sqlite:
         path = Path(store.uri.removeprefix("sqlite:///"))
-        if path.is_file() and path.stat().st_size and path.read_bytes()[:16] != b"SQLite format 3\x00":
+        if path.is_file() and path.stat().st_size and _header(path) != b"SQLite format 3\x00":
             raise StoreUnreachable(f"tracking.uri {store.uri}: {path} is not an SQLite database")
+
+
+def _header(path: Path) -> bytes:
+    """The first 16 bytes of a file (an SQLite database's magic string), without reading the rest."""
+    with path.open("rb") as f:
+        return f.read(16)
 
 
 class StoreRefusesWrites(StoreUnreachable):

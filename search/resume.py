@@ -106,17 +106,19 @@ def relocate_sqlite(db: Path, old_artifacts: str, new_artifacts: str) -> int:
 # --------------------------------------------------------------------------- 2. the store still holds it
 
 
-def check_not_lost(state: SearchState, store: Store, paths: Paths) -> None:
-    """A resume must find its parent run and every trial it recorded as finished in the store."""
+def check_not_lost(state: SearchState, store: Store, paths: Paths) -> list:
+    """A resume must find its parent run and every trial it recorded as finished in the store;
+    returns the search's trial runs (the Tune-state check reads them next: one query, not two)."""
     from search.tracking import Tracker
 
     tracker = Tracker(store)
-    lost = None
+    lost, runs = None, []
     if not tracker.run_exists(state.parent_run_id):
         lost = f"its parent run {state.parent_run_id}"
     else:
         finished = set(state.finished_trials)
-        have = {r.data.tags.get(TAG_TRIAL_ID) for r in tracker.children(state.experiment_id, state.parent_run_id)}
+        runs = tracker.children(state.experiment_id, state.parent_run_id)
+        have = {r.data.tags.get(TAG_TRIAL_ID) for r in runs}
         if finished - have:
             lost = f"{len(finished - have)} of its {len(finished)} finished trials"
     if lost:
@@ -125,6 +127,7 @@ def check_not_lost(state: SearchState, store: Store, paths: Paths) -> None:
             f"the report in {paths.report_dir} is left as it is. Restore the store from a backup, or rerun with "
             "--fresh to start the search over"
         )
+    return runs
 
 
 # --------------------------------------------------------------------------- 3. Tune's state
@@ -134,6 +137,12 @@ def newest_state_file(folder: Path) -> Path | None:
     """The file ``Tuner.restore`` reads: the newest ``experiment_state-<timestamp>.json``."""
     files = sorted(folder.glob("experiment_state-*.json"))
     return files[-1] if files else None
+
+
+def tune_trial_entries(path: Path) -> list[tuple[dict, str]]:
+    """Each trial of a Tune ``experiment_state-*.json``: its parsed state and its metadata, still
+    JSON text (only the generator's catch-up needs its ``last_result``)."""
+    return [(json.loads(state), metadata) for state, metadata in json.loads(path.read_text())["trial_data"]]
 
 
 def read_tune_trials(folder: Path, shown: str | None = None) -> tuple[Path, list[dict]]:
@@ -148,11 +157,8 @@ def read_tune_trials(folder: Path, shown: str | None = None) -> tuple[Path, list
         except ResumeRefused as err:
             raise ResumeRefused(str(err).replace(str(folder), shown)) from None
     try:
-        data = json.loads(path.read_text())
-        trials = []
-        for entry in data["trial_data"]:
-            trial = json.loads(entry[0])
-            trials.append({"trial_id": trial["trial_id"], "config": trial["config"], "status": trial["status"]})
+        trials = [{"trial_id": t["trial_id"], "config": t["config"], "status": t["status"]}
+                  for t, _ in tune_trial_entries(path)]
     except (OSError, ValueError, KeyError, TypeError, IndexError) as err:
         raise _damaged(path, f"it cannot be read ({type(err).__name__}: {err})") from None
     for searcher in sorted(folder.glob("*-state-*")):  # the searcher's memory (a pickle whatever its name)
@@ -227,11 +233,8 @@ def check_tune_state(spec: Spec, state: SearchState, paths: Paths, total: int, l
                              f"({', '.join(orphans[:4])})")
 
 
-def logged_trials(store: Store, state: SearchState) -> set[str]:
-    """Trial ids of this search whose MLflow runs hold at least one metric."""
-    from search.tracking import Tracker
-
-    runs = Tracker(store).children(state.experiment_id, state.parent_run_id)
+def logged_trials(runs: list) -> set[str]:
+    """Trial ids of the trial runs (``check_not_lost``'s) that hold at least one metric."""
     return {r.data.tags.get(TAG_TRIAL_ID) for r in runs if r.data.metrics}
 
 
@@ -241,8 +244,8 @@ def verify(spec: Spec, state: SearchState, paths: Paths, store: Store, default_s
     from search.space import total_trials
 
     settle_store(state, store, paths, default_store, write=False)
-    check_not_lost(state, store, paths)
-    check_tune_state(spec, state, paths, total_trials(spec), logged_trials(store, state))
+    runs = check_not_lost(state, store, paths)
+    check_tune_state(spec, state, paths, total_trials(spec), logged_trials(runs))
     return settle_store(state, store, paths, default_store)
 
 

@@ -13,6 +13,7 @@ them, so that ``--help`` and a spec error answer in a fraction of a second.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -88,6 +89,11 @@ class SearchSession:
         self.info: cluster.RayInfo | None = None
         self.experiment_id: str | None = None
         self.parent: str | None = None
+
+    @functools.cached_property
+    def where(self) -> storage.TuneStorage:
+        """Where Tune keeps this search (a folder, or the bucket with its filesystem), built once."""
+        return storage.tune_storage(self.spec, self.paths)
 
     @classmethod
     def open(cls, spec_file: str, overrides: list[str], *, address: str | None = None, fresh: bool = False,
@@ -212,7 +218,7 @@ class SearchSession:
         from search import callback, space, trial
 
         spec, paths = self.spec, self.paths
-        where = storage.tune_storage(spec, paths)
+        where = self.where
         trainable = tune.with_resources(
             tune.with_parameters(trial.trainable, data=self.data, train_raw=spec.train_raw, metric=spec.search.metric,
                                  cpu=spec.resources.cpu, mi_cache=where.mi_cache),
@@ -255,14 +261,14 @@ class SearchSession:
         return "\n".join([
             f"viewsearch: experiment '{self.spec.experiment}' ({self.plan.mode}) from {self.spec.file}",
             f"  {where}",
-            f"  Ray results: {storage.tune_storage(self.spec, self.paths).display}",
+            f"  Ray results: {self.where.display}",
             f"  MLflow store: {self.store.uri}",
             cluster.dashboard_help(info),
         ])
 
     def print_summary(self, results: Any) -> None:
         print("\n" + table(rows(results)))  # the best point and the verdict follow, from the report
-        print(f"\nRay results:   {storage.tune_storage(self.spec, self.paths).display}")
+        print(f"\nRay results:   {self.where.display}")
         print(f"MLflow parent run: {self.parent} (experiment {self.experiment_id})")
 
     def report(self) -> int:
